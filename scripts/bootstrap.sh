@@ -33,7 +33,8 @@ fi
 [ -x "$VENV/bin/python" ] || "${UV[@]}" venv --seed --python "$PY" "$VENV"
 echo "[bootstrap] syncing requirements/lock.txt"
 "${UV[@]}" pip sync --python "$VENV/bin/python" requirements/lock.txt
-"${UV[@]}" pip install --python "$VENV/bin/python" --no-deps -e .
+# compat mode = a plain .pth path entry: new packages/modules are importable without reinstalling
+"${UV[@]}" pip install --python "$VENV/bin/python" --no-deps --config-settings editable_mode=compat -e .
 "$VENV/bin/python" -m pip --version >/dev/null   # TFX pip-installs module wheels: pip must exist
 echo "$want" > "$STAMP"
 echo "[bootstrap] .venv ready"

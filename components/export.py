@@ -1,0 +1,268 @@
+"""Serving SavedModel: Transform graph + embedding tower + a retrieval index over the catalogue.
+
+Signatures (TF Serving names; string/float tensors in and out):
+  serving_default  image_bytes [B]            → embedding [B,D], movie_ids [B,k], scores [B,k]
+  embed            image_bytes [B]            → embedding [B,D]
+  neighbors        embedding [B,D]            → movie_ids, scores      (query with a mean: style mix)
+  recommend        history [B,H] ("" = pad)   → movie_ids, scores, history_used [B]
+  embed_examples   examples [B] (tf.Example)  → embedding, logits, index_ids, exact_ids (TFMA)
+  transform_features examples [B]             → genres_xf, movie_id   (TFMA labels)
+Raw bytes go through `transform_features_layer()`, the graph Transform used for training.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
+from components.retrieval_metrics import index_recall
+from pipeline.config import IndexConfig, PipelineConfig
+
+MAX_HISTORY = 100  # recommend uses the most recent 100 history ids
+INDEX_REPORT = "index_report.json"  # written to <export_dir>/assets.extra/ (TF Serving ignores it)
+
+
+# --- index --------------------------------------------------------------------------------------
+def scann_params(n: int, ic: IndexConfig) -> dict:
+    """ScaNN defaults scaled with the catalogue: √N leaves; search ~10 % of them before tuning."""
+    leaves = ic.num_leaves or max(2, int(round(np.sqrt(n))))
+    leaves = min(leaves, max(2, n // 4))  # each leaf needs a few points to train on
+    to_search = ic.num_leaves_to_search or max(1, int(np.ceil(leaves / 10)))
+    # Enough exact re-scoring for `recommend`, which over-fetches k + MAX_HISTORY to drop watched ids.
+    reorder = ic.num_reordering_candidates if ic.num_reordering_candidates is not None else max(10 * ic.k, ic.k + MAX_HISTORY)
+    return {"num_leaves": leaves, "num_leaves_to_search": min(to_search, leaves),
+            "dimensions_per_block": ic.dimensions_per_block, "num_reordering_candidates": min(reorder, n),
+            "anisotropic_quantization_threshold": ic.anisotropic_quantization_threshold,
+            "training_iterations": ic.training_iterations}
+
+
+def make_scann(k: int, params: dict) -> tfrs.layers.factorized_top_k.ScaNN:
+    """tfrs's ScaNN layer, but built with ScaNN's own builder so the anisotropic quantization
+    threshold (not exposed by tfrs) can be set; the layer's interface and SavedModel ops are unchanged."""
+    import uuid
+
+    from scann.scann_ops.py import scann_ops
+
+    layer = tfrs.layers.factorized_top_k.ScaNN(
+        k=k, distance_measure="dot_product", num_leaves=params["num_leaves"],
+        num_leaves_to_search=params["num_leaves_to_search"],
+        dimensions_per_block=params["dimensions_per_block"],
+        num_reordering_candidates=params["num_reordering_candidates"] or None,
+    )
+
+    def build_searcher(candidates):
+        builder = scann_ops.builder(db=candidates, num_neighbors=k, distance_measure="dot_product")
+        builder = builder.tree(num_leaves=params["num_leaves"], num_leaves_to_search=params["num_leaves_to_search"],
+                               training_iterations=params["training_iterations"])
+        builder = builder.score_ah(params["dimensions_per_block"],
+                                   anisotropic_quantization_threshold=params["anisotropic_quantization_threshold"])
+        if params["num_reordering_candidates"]:
+            builder = builder.reorder(params["num_reordering_candidates"])
+        return builder.build(shared_name=f"{layer.name}/{uuid.uuid4()}")
+
+    layer._build_searcher = build_searcher
+    return layer
+
+
+def exact_top_k(queries: np.ndarray, catalogue: np.ndarray, k: int) -> np.ndarray:
+    sims = queries @ catalogue.T
+    k = min(k, catalogue.shape[0])
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(sims, part, axis=1).argsort(axis=1)[:, ::-1]
+    return np.take_along_axis(part, order, axis=1)
+
+
+def build_index(ids: np.ndarray, emb: np.ndarray, ic: IndexConfig, seed: int = 0):
+    """Returns (index layer, report). Tunes leaves-to-search up to the recall target against exact search."""
+    n = len(ids)
+    k = min(ic.k, n)
+    emb = emb.astype(np.float32)
+    id_t = tf.constant(ids.astype(bytes))
+    rng = np.random.default_rng(seed)
+    q_rows = rng.choice(n, size=min(n, 1000), replace=False)
+    queries = emb[q_rows]
+    exact = ids[exact_top_k(queries, emb, k)]
+    report: dict = {"catalogue_size": n, "k": k, "requested_kind": ic.kind}
+    if ic.kind not in ("scann", "brute_force"):
+        raise ValueError(f"unknown index kind {ic.kind!r} (scann | brute_force)")
+    if ic.kind == "scann" and n < ic.min_catalogue_for_scann:
+        report["fallback"] = (f"catalogue of {n} < min_catalogue_for_scann={ic.min_catalogue_for_scann}: "
+                              "ScaNN cannot partition it usefully, exported brute_force instead")
+    use_scann = ic.kind == "scann" and "fallback" not in report
+    t0 = time.perf_counter()
+    if not use_scann:
+        layer = tfrs.layers.factorized_top_k.BruteForce(k=k)
+        layer.index(tf.constant(emb), id_t)
+        params: dict = {}
+    else:
+        params = scann_params(n, ic)
+        while True:
+            layer = make_scann(k, params)
+            layer.index(tf.constant(emb), id_t)
+            approx = layer(tf.constant(queries), k=k)[1].numpy()
+            rec = index_recall(approx, exact)
+            if rec >= ic.recall_target or params["num_leaves_to_search"] >= params["num_leaves"] \
+                    or ic.num_leaves_to_search is not None:
+                break
+            params["num_leaves_to_search"] = min(params["num_leaves"], params["num_leaves_to_search"] * 2)
+    build_s = time.perf_counter() - t0
+    approx = layer(tf.constant(queries), k=k)[1].numpy()
+    report.update({
+        "kind": "scann" if use_scann else "brute_force", "params": params, "build_seconds": round(build_s, 3),
+        "recall_at_k_vs_exact": index_recall(approx, exact), "num_eval_queries": int(len(q_rows)),
+    })
+    return layer, report
+
+
+# --- serving module -----------------------------------------------------------------------------
+class PosterServingModule(tf.Module):
+    """Holds only trackable objects; feature specs are captured in closures, not attributes."""
+
+    def __init__(self, tft_layer, model, tower, index, ids, emb, image_hw, raw_spec, num_genres):
+        super().__init__()
+        self.tft_layer = tft_layer
+        self.model = model
+        self.tower = tower
+        self.index = index
+        self.catalogue_ids = tf.Variable(tf.constant(ids.astype(bytes)), trainable=False, name="catalogue_ids")
+        self.catalogue_emb = tf.Variable(emb.astype(np.float32), trainable=False, name="catalogue_embeddings")
+        self.id_table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(bytes)), tf.range(len(ids), dtype=tf.int64)),
+            default_value=-1,
+        )
+        h, w = image_hw
+        dim = emb.shape[1]
+        k = index._k
+        max_history = min(MAX_HISTORY, len(ids) - k)
+
+        def pixels_from_bytes(image_bytes):
+            xf = self.tft_layer({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+            return decode_pixels(xf[IMAGE_XF], h, w)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def embed(image_bytes):
+            return {"embedding": self.tower(pixels_from_bytes(image_bytes), training=False)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding")])
+        def neighbors(embedding):
+            q = tf.math.l2_normalize(embedding, axis=-1)
+            scores, ids_ = self.index(q)
+            return {"movie_ids": ids_, "scores": scores}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        def serving_default(image_bytes):
+            e = embed(image_bytes)["embedding"]
+            scores, ids_ = self.index(e)
+            return {"embedding": e, "movie_ids": ids_, "scores": scores}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
+        def recommend(history):
+            """Mean of the known history embeddings; unknown ids and "" are ignored (history_used
+            counts the ids found); an empty/unknown history falls back to the catalogue centroid.
+            Only the last `max_history` ids of a row are used."""
+            history = history[:, -max_history:]
+            rows = self.id_table.lookup(history)
+            known = tf.cast(rows >= 0, tf.float32)
+            vecs = tf.gather(self.catalogue_emb, tf.maximum(rows, 0)) * known[..., None]
+            used = tf.reduce_sum(known, axis=1)
+            centroid = tf.reduce_mean(self.catalogue_emb, axis=0, keepdims=True)
+            q = tf.where(used[:, None] > 0, tf.reduce_sum(vecs, axis=1), centroid)
+            q = tf.math.l2_normalize(q, axis=-1)
+            # Over-fetch by the history length, drop watched ids, keep the best k (tfrs's
+            # query_with_exclusions needs a static history length; TF Serving clients send any H).
+            scores, ids_ = self.index(q, k=k + max_history)
+            watched = tf.reduce_any(tf.equal(ids_[:, :, None], history[:, None, :]), axis=2)
+            scores = tf.where(watched, tf.fill(tf.shape(scores), -np.inf), scores)
+            top, pos = tf.math.top_k(scores, k=k)
+            return {"movie_ids": tf.gather(ids_, pos, batch_dims=1), "scores": top, "history_used": used}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def transform_features(examples):
+            xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
+            return {GENRES_XF: xf[GENRES_XF][:, :num_genres], MOVIE_ID_KEY: xf[MOVIE_ID_KEY]}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def embed_examples(examples):
+            xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
+            out = self.model(decode_pixels(xf[IMAGE_XF], h, w), training=False)
+            e = tf.math.l2_normalize(out["embedding"], axis=-1)
+            _, index_ids = self.index(e)  # the served ANN answer …
+            k = tf.shape(index_ids)[1]
+            _, exact_rows = tf.math.top_k(tf.matmul(e, self.catalogue_emb, transpose_b=True), k=k)
+            return {"embedding": e, "logits": out["logit"], "index_ids": index_ids,  # … vs exact search
+                    "exact_ids": tf.gather(self.catalogue_ids, exact_rows)}
+
+        self.serving_fns = {
+            "serving_default": serving_default, "embed": embed, "neighbors": neighbors,
+            "recommend": recommend, "embed_examples": embed_examples, "transform_features": transform_features,
+        }
+
+
+def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, catalogue_files, export_dir,
+                         extra_info: dict | None = None) -> dict:
+    from components.trainer import embed_dataset
+
+    t0 = time.perf_counter()
+    ids, emb, _ = embed_dataset(tower, feats, catalogue_files)
+    uniq, first = np.unique(ids, return_index=True)  # a poster in two splits is indexed once
+    ids, emb = ids[np.sort(first)], emb[np.sort(first)]
+    embed_s = time.perf_counter() - t0
+    index, report = build_index(ids, emb, cfg.index, cfg.seed)
+    raw_spec = dict(tft_output.raw_feature_spec())
+    module = PosterServingModule(tft_output.transform_features_layer(), model, tower, index, ids, emb,
+                                 (feats.h, feats.w), raw_spec, feats.num_genres)
+    signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
+    options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
+    tf.saved_model.save(module, export_dir, signatures=signatures, options=options)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(export_dir) for f in fs)
+    report.update({"catalogue_embed_seconds": round(embed_s, 3), "saved_model_bytes": size,
+                   "embedding_dim": int(emb.shape[1]), "genres": feats.genres, "backbone": cfg.backbone})
+    report.update(extra_info or {})
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    print(f"[export] {report['kind']} index over {len(ids)} posters, recall@{report['k']} vs exact "
+          f"{report['recall_at_k_vs_exact']:.3f}, build {report['build_seconds']} s → {export_dir}")
+    return report
+
+
+def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> None:
+    """TensorBoard projector: vectors.tsv, metadata.tsv (title, genres), sprite.png of the posters."""
+    from PIL import Image
+    from tensorboard.plugins import projector
+
+    from components.trainer import records
+
+    os.makedirs(log_dir, exist_ok=True)
+    vecs, meta, thumbs = [], [], []
+    for batch in records(patterns).take(limit).batch(64).map(feats.parse):
+        vecs.append(tower(batch[IMAGE_XF], training=False).numpy())
+        titles = batch.get("title", batch[MOVIE_ID_KEY]).numpy()
+        for t, g, img in zip(titles, batch[GENRES_XF].numpy(), batch[IMAGE_XF].numpy()):
+            names = "|".join(feats.genres[i] for i in np.flatnonzero(g))
+            meta.append(f"{t.decode(errors='replace')}\t{names}")
+            thumbs.append(Image.fromarray(img).resize((32, 48)))
+    if not vecs:
+        return
+    vecs_np = np.concatenate(vecs)
+    np.savetxt(os.path.join(log_dir, "vectors.tsv"), vecs_np, delimiter="\t", fmt="%.5f")
+    with open(os.path.join(log_dir, "metadata.tsv"), "w") as f:
+        f.write("title\tgenres\n" + "\n".join(meta) + "\n")
+    side = int(np.ceil(np.sqrt(len(thumbs))))
+    sprite = Image.new("RGB", (side * 32, side * 48))
+    for i, t in enumerate(thumbs):
+        sprite.paste(t, ((i % side) * 32, (i // side) * 48))
+    sprite.save(os.path.join(log_dir, "sprite.png"))
+    config = projector.ProjectorConfig()
+    e = config.embeddings.add()
+    e.tensor_name = "poster_embeddings"
+    e.tensor_path = "vectors.tsv"
+    e.metadata_path = "metadata.tsv"
+    e.sprite.image_path = "sprite.png"
+    e.sprite.single_image_dim.extend([32, 48])
+    projector.visualize_embeddings(log_dir, config)

@@ -1,0 +1,216 @@
+"""Trainer `run_fn`: phase 1 genre warm-up with progressive unfreezing, phase 2 triplet metric learning.
+
+Reads the Transform output (uint8 pixels + multi-hot genres), writes TensorBoard logs for both
+phases to `fn_args.model_run_dir`, and hands the trained tower to `components.export`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_addons as tfa
+import tensorflow_transform as tft
+
+from components import model as model_lib
+from components.preprocessing import (
+    GENRE_VOCAB,
+    GENRES_XF,
+    IMAGE_XF,
+    MOVIE_ID_KEY,
+    PRIMARY_XF,
+    decode_pixels,
+    image_size,
+)
+from pipeline.config import PipelineConfig
+
+AUTOTUNE = tf.data.AUTOTUNE
+log = logging.getLogger(__name__)
+
+
+def _files(patterns) -> list[str]:
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    return sorted(p for pat in patterns for p in tf.io.gfile.glob(pat))
+
+
+def records(patterns) -> tf.data.Dataset:
+    """Transform writes GZIP TFRecords of transformed tf.Examples."""
+    return tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+
+
+class Features:
+    """Parses transformed examples into (uint8 images, labels) for one config + vocabulary."""
+
+    def __init__(self, cfg: PipelineConfig, tft_output: tft.TFTransformOutput):
+        self.cfg = cfg
+        self.h, self.w = image_size(cfg)
+        self.spec = tft_output.transformed_feature_spec()
+        self.genres = [g.decode() for g in tft_output.vocabulary_by_name(GENRE_VOCAB)]
+        self.num_genres = len(self.genres)
+
+    def parse(self, serialized):
+        f = tf.io.parse_example(serialized, self.spec)
+        f[IMAGE_XF] = decode_pixels(f[IMAGE_XF], self.h, self.w)
+        f[GENRES_XF] = f[GENRES_XF][:, : self.num_genres]
+        return f
+
+    def triplet_label(self, f):
+        """One int class per poster, as TripletSemiHardLoss needs (config `label_strategy`)."""
+        if self.cfg.label_strategy == "primary":
+            return f[PRIMARY_XF]
+        if self.cfg.label_strategy == "combo":  # the exact genre set, as a bit mask
+            bits = tf.cast(2 ** tf.range(self.num_genres, dtype=tf.int64), tf.float32)
+            return tf.cast(tf.reduce_sum(f[GENRES_XF] * bits, axis=-1), tf.int64)
+        raise ValueError(f"unknown label_strategy {self.cfg.label_strategy!r} (primary | combo)")
+
+    def label_spec_only(self, serialized):
+        spec = {k: self.spec[k] for k in (GENRES_XF, PRIMARY_XF)}
+        f = tf.io.parse_example(serialized, spec)
+        f[GENRES_XF] = f[GENRES_XF][:, : self.num_genres]
+        return self.triplet_label(f)
+
+
+def count_labels(feats: Features, patterns) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for labels in records(patterns).batch(512).map(feats.label_spec_only):
+        for v in labels.numpy().tolist():
+            counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def genre_dataset(feats: Features, patterns, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    ds = records(patterns)
+    if shuffle:
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size).map(feats.parse, num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda f: (f[IMAGE_XF], {model_lib.LOGIT_LAYER: f[GENRES_XF]})).prefetch(AUTOTUNE)
+
+
+def pk_dataset(feats: Features, patterns, p: int, k: int, valid_labels: list[int], seed: int):
+    """P×K batches: windows of K same-label posters, P windows per batch, so every anchor has positives."""
+    valid = tf.constant(sorted(valid_labels), tf.int64)
+
+    def keyed(serialized):
+        label = feats.label_spec_only(tf.expand_dims(serialized, 0))[0]
+        return serialized, label
+
+    ds = records(patterns).shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(keyed, num_parallel_calls=AUTOTUNE)
+    ds = ds.filter(lambda s, lab: tf.reduce_any(tf.equal(valid, lab)))
+    ds = ds.group_by_window(
+        key_func=lambda s, lab: lab, reduce_func=lambda _, w: w.batch(k, drop_remainder=True), window_size=k
+    )
+    ds = ds.shuffle(4 * p, seed=seed).batch(p, drop_remainder=True)
+    ds = ds.map(lambda s, lab: (tf.reshape(s, [-1]), tf.reshape(lab, [-1])))
+    ds = ds.map(lambda s, lab: (feats.parse(s)[IMAGE_XF], lab), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def embed_dataset(tower: tf.keras.Model, feats: Features, patterns, batch_size: int = 64):
+    """(movie_ids, L2-normalised embeddings, multi-hot genres) for every example in `patterns`."""
+    ids, embs, genres = [], [], []
+    for batch in records(patterns).batch(batch_size).map(feats.parse, num_parallel_calls=AUTOTUNE):
+        embs.append(tower(batch[IMAGE_XF], training=False).numpy())
+        ids.extend(batch[MOVIE_ID_KEY].numpy().tolist())
+        genres.append(batch[GENRES_XF].numpy())
+    return np.array(ids, dtype=object), np.concatenate(embs), np.concatenate(genres)
+
+
+def retrieval_report(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
+    """Leave-one-out recall@k (a neighbour shares a genre) + embedding spread (collapse detector)."""
+    from components.retrieval_metrics import retrieval_scores
+
+    out = retrieval_scores(emb, genres, ks)
+    out["embedding_std"] = float(emb.std(axis=0).mean())
+    return out
+
+
+def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
+    """[(start_epoch, end_epoch, n_blocks)] from `unfreeze_schedule`, clipped to phase1_epochs."""
+    sched = sorted(cfg.unfreeze_schedule or [[0, -1]])
+    if sched[0][0] != 0:
+        sched = [[0, 0]] + sched
+    stages = []
+    for i, (start, n) in enumerate(sched):
+        end = sched[i + 1][0] if i + 1 < len(sched) else cfg.phase1_epochs
+        end = min(end, cfg.phase1_epochs)
+        if end > start:
+            stages.append((start, end, n))
+    return stages
+
+
+def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
+    """Both phases; returns (full model, embedding tower, Features, history dict)."""
+    tf.keras.utils.set_random_seed(cfg.seed)
+    feats = Features(cfg, tft_output)
+    model = model_lib.build_model(
+        cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
+    )
+    n_train = sum(count_labels(feats, train_files).values())
+    steps = max(1, math.ceil(n_train / cfg.batch_size))
+    train_ds = genre_dataset(feats, train_files, cfg.batch_size, True, cfg.seed)
+    eval_ds = genre_dataset(feats, eval_files, cfg.batch_size, False, cfg.seed)
+    history: dict[str, list] = {}
+
+    tb1 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase1_genres"), update_freq="epoch")
+    for start, end, n_blocks in _schedule_stages(cfg):
+        opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
+        print(f"[trainer] phase 1 epochs {start}-{end}: top {n_blocks} blocks open ({opened} layers)")
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
+            loss={model_lib.LOGIT_LAYER: tf.keras.losses.BinaryCrossentropy(from_logits=True)},
+            metrics={model_lib.LOGIT_LAYER: [tf.keras.metrics.AUC(multi_label=True, from_logits=True,
+                                                                  name="auc")]},
+        )
+        h = model.fit(train_ds, validation_data=eval_ds, epochs=end, initial_epoch=start,
+                      steps_per_epoch=steps, callbacks=[tb1], verbose=2)
+        for key, vals in h.history.items():
+            history.setdefault(f"phase1/{key}", []).extend(float(v) for v in vals)
+
+    tower = model_lib.embedding_model(model)
+    counts = count_labels(feats, train_files)
+    valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
+    if cfg.phase2_epochs > 0 and len(valid) >= 2:
+        p = min(cfg.batch_p, len(valid))
+        pk = pk_dataset(feats, train_files, p, cfg.batch_k, valid, cfg.seed)
+        steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k)))
+        tower.compile(
+            optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr),
+            loss=tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular"),
+        )
+        tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
+        print(f"[trainer] phase 2: {cfg.phase2_epochs} epochs × {steps2} steps of P×K = {p}×{cfg.batch_k}")
+        h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2], verbose=2)
+        history["phase2/loss"] = [float(v) for v in h.history["loss"]]
+    else:
+        print(f"[trainer] phase 2 skipped: {len(valid)} labels with ≥2 examples, epochs={cfg.phase2_epochs}")
+    return model, tower, feats, history
+
+
+def run_fn(fn_args):
+    """TFX Trainer entry point (GenericExecutor)."""
+    from components import export
+
+    cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    log_dir = fn_args.model_run_dir
+    model, tower, feats, history = train(cfg, tft_output, fn_args.train_files, fn_args.eval_files, log_dir)
+
+    _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
+    report = retrieval_report(eval_emb, eval_genres)
+    print(f"[trainer] eval retrieval: {json.dumps(report)}")
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, "retrieval"))
+    with writer.as_default():
+        for key, val in report.items():
+            tf.summary.scalar(key, val, step=0)
+    export.write_projector(tower, feats, fn_args.eval_files, os.path.join(log_dir, "projector"))
+    export.export_serving_model(
+        cfg, model, tower, feats, tft_output,
+        catalogue_files=list(fn_args.train_files) + list(fn_args.eval_files),
+        export_dir=fn_args.serving_model_dir,
+        extra_info={"training_history": history, "eval_retrieval": report},
+    )

@@ -1,0 +1,130 @@
+"""`posters`: the one command-line entry point.
+
+Each subcommand imports its heavy dependencies lazily, so `posters query` / `serve` / `gallery`
+never pay the ~37 s `tfx.v1` import (see FINDINGS.md).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from pipeline import sample_data
+
+    return sample_data.main(args)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from pipeline import ingest
+
+    return ingest.main(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline import local_runner
+
+    return local_runner.main(args)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pipeline import validate
+
+    return validate.main(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from serving import local_server
+
+    return local_server.main(args)
+
+
+def _query(args: argparse.Namespace) -> int:
+    from serving import client
+
+    return client.main(args)
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from serving import gallery
+
+    return gallery.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posters", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sample", help="generate synthetic genre-styled posters (+CSV, optional TFRecords)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--n", type=int, default=400, help="number of posters")
+    s.add_argument("--size", default="200x300", help="WxH of each poster (2:3 portrait)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--tfrecords", action="store_true", help="also write TFRecords (data contract)")
+    s.set_defaults(func=_sample)
+
+    s = sub.add_parser("import", help="import a poster CSV + image folder into TFRecords")
+    s.add_argument("--csv", required=True, help="our CSV (movie_id,title,year,genres,poster) or Kaggle MovieGenre.csv")
+    s.add_argument("--images", required=True, help="folder holding the poster files")
+    s.add_argument("--out", required=True, help="output folder (written atomically)")
+    s.add_argument("--shards", type=int, default=4)
+    s.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecords")
+    s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
+    s.set_defaults(func=_import)
+
+    s = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")
+    s.add_argument("--data", required=True, help="folder of TFRecords in the data contract")
+    s.add_argument("--workdir", required=True, help="pipeline root, metadata.sqlite and serving_model/")
+    s.add_argument("--config", help="YAML/JSON config file (defaults: pipeline/config.py)")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    s.set_defaults(func=_run)
+
+    s = sub.add_parser("validate", help="CD gate: retrieval metrics + thresholds; exit 0 pass, 1 fail, 2 bad input")
+    s.add_argument("--model", required=True, help="exported SavedModel directory")
+    s.add_argument("--examples", required=True, help="glob of TFRecord files (data contract)")
+    s.add_argument("--baseline", help="baseline SavedModel for the change threshold")
+    s.add_argument("--thresholds", help="YAML/JSON file of thresholds (defaults from the config)")
+    s.set_defaults(func=_validate)
+
+    s = sub.add_parser("serve", help="serve a versioned model base path with TF Serving's REST + gRPC API")
+    s.add_argument("--model-base-path", required=True)
+    s.add_argument("--model-name", default="posters")
+    s.add_argument("--rest-port", type=int, default=8501)
+    s.add_argument("--grpc-port", type=int, default=8500)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--engine", choices=["local", "tfserving"], default="local",
+                   help="tfserving = exec tensorflow_model_server (must be on PATH)")
+    s.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
+    s.add_argument("--max-body-bytes", type=int, default=16 << 20, help="REST request size limit (413 above)")
+    s.set_defaults(func=_serve)
+
+    s = sub.add_parser("query", help="query a running server: similar posters, style mix, recommendations")
+    s.add_argument("images", nargs="*", help="poster image files")
+    s.add_argument("--history", nargs="*", default=[], help="watched movie ids → recommendations")
+    s.add_argument("--mix", action="store_true", help="average the images' embeddings (style mix)")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--server", default="localhost:8501", help="host:port of REST (or gRPC with --grpc)")
+    s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST")
+    s.add_argument("--model-name", default="posters")
+    s.add_argument("--catalog", help="TFRecords glob to show titles/genres for ids")
+    s.set_defaults(func=_query)
+
+    s = sub.add_parser("gallery", help="HTML gallery (+PNG contact sheet) of neighbours from the served model")
+    s.add_argument("--server", default="localhost:8501")
+    s.add_argument("--model-name", default="posters")
+    s.add_argument("--catalog", required=True, help="TFRecords glob of the catalogue (posters shown)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--queries", type=int, default=6)
+    s.add_argument("--metrics", help="metrics/gate JSON to show at the top")
+    s.set_defaults(func=_gallery)
+
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

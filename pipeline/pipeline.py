@@ -1,0 +1,124 @@
+"""`create_pipeline(config)`: the one TFX pipeline definition, shared by LocalDagRunner and Kubeflow.
+
+ImportExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer
+→ Resolver(latest blessed) → Evaluator(recall@k gates) → Pusher.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+
+MODULE_PREPROCESSING = "components.preprocessing.preprocessing_fn"
+MODULE_RUN_FN = "components.trainer.run_fn"
+METRICS_MODULE = "components.retrieval_metrics"
+_CODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
+
+
+def code_version() -> str:
+    """Hash of components/*.py: module paths (not module_file) skip wheel builds, so put the code's
+    hash in custom_config to make the TFX cache invalidate when the code changes."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(_CODE_DIR)):
+        if name.endswith(".py"):
+            with open(os.path.join(_CODE_DIR, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()[:16]
+
+
+def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
+    """Absolute floors on recall@10 and index recall, plus a max drop vs the last blessed model.
+    (TFMA writes no blessing without thresholds, so they are always set.)"""
+    g = cfg.gates
+    higher = tfma.MetricDirection.HIGHER_IS_BETTER
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(
+            signature_name="embed_examples",
+            preprocessing_function_names=["transform_features"],
+            label_key="genres_xf",
+        )],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(
+            metrics=[
+                tfma.MetricConfig(class_name="ExampleCount"),
+                tfma.MetricConfig(class_name="RetrievalMetrics", module=METRICS_MODULE),
+                tfma.MetricConfig(class_name="IndexRecall", module=METRICS_MODULE),
+            ],
+            thresholds={
+                "recall@10": tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": g.min_recall_at_10}),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=higher, absolute={"value": -g.max_recall_drop}),
+                ),
+                "index_recall@10": tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": g.min_index_recall_at_10}),
+                ),
+            },
+        )],
+    )
+
+
+def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
+                    beam_pipeline_args: list[str] | None = None, metadata_connection_config=None,
+                    pipeline_root: str | None = None) -> tfx.dsl.Pipeline:
+    custom = {"config": cfg.to_dict(), "code_version": code_version()}
+
+    example_gen = tfx.components.ImportExampleGen(
+        input_base=cfg.data_root,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
+                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.eval_buckets)],
+            partition_feature_name="movie_id",  # a poster never lands in both splits
+        )),
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
+                                          infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(statistics=statistics_gen.outputs["statistics"],
+                                                        schema=schema_gen.outputs["schema"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
+        preprocessing_fn=MODULE_PREPROCESSING, custom_config=custom,
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=MODULE_RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config=custom,
+    )
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(cfg),
+        example_splits=["eval"],
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_dir)),
+    )
+    components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
+                  model_resolver, evaluator, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=cfg.pipeline_name,
+        pipeline_root=pipeline_root or cfg.pipeline_root,
+        components=components,
+        enable_cache=enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args if beam_pipeline_args is not None else cfg.beam_pipeline_args(),
+    )

@@ -1,0 +1,362 @@
+"""Client for the served poster model: TF Serving's REST or gRPC API, same answers from both.
+
+REST uses only the standard library + numpy (no TensorFlow import, so `posters query` starts in
+well under a second); gRPC needs `tensorflow_serving.apis`, whose protos import TensorFlow.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import glob as globlib
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+Neighbours = list[list[tuple[str, float]]]
+
+
+class ServingError(RuntimeError):
+    """The server rejected a request (4xx / gRPC error); `message` is the server's own text."""
+
+    def __init__(self, message: str, status: int | str | None = None):
+        super().__init__(f"{message} (status {status})" if status is not None else message)
+        self.message = message
+        self.status = status
+
+
+class ServerUnavailable(ServingError):
+    """Nothing answers at the address (connection refused, DNS failure, timeout)."""
+
+
+_NP_DTYPES = {
+    "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32, "DT_INT64": np.int64,
+    "DT_BOOL": np.bool_, "DT_HALF": np.float16, "DT_INT8": np.int8, "DT_UINT8": np.uint8,
+    "DT_INT16": np.int16,
+}
+
+
+def _from_json(value: Any, dtype: str | None) -> np.ndarray:
+    """A REST output value → numpy, strings as object arrays of bytes (as gRPC's make_ndarray)."""
+    if dtype == "DT_STRING" or (dtype is None and _first_leaf(value, (str, dict))):
+        return _bytes_array(value)
+    return np.asarray(value, dtype=_NP_DTYPES.get(dtype or "", None))
+
+
+def _first_leaf(value: Any, types) -> bool:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return isinstance(value, types)
+
+
+def _bytes_array(value: Any) -> np.ndarray:
+    def conv(v):
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return base64.b64decode(v["b64"])
+        return v.encode("utf-8") if isinstance(v, str) else v
+
+    return np.array(conv(value), dtype=object)
+
+
+def _to_json(value: Any) -> Any:
+    """numpy / lists of bytes → JSON, bytes as {"b64": ...} (TF Serving's binary convention)."""
+    if isinstance(value, np.ndarray):
+        if value.dtype == object or value.dtype.kind in "SU":
+            return _to_json(value.tolist())
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, bytes):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbours:
+    out = []
+    for row_ids, row_scores in zip(ids, scores, strict=True):
+        row = [(i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i), float(s))
+               for i, s in zip(row_ids, row_scores, strict=True)]
+        out.append(row[:k] if k is not None else row)
+    return out
+
+
+class PosterClient:
+    """Talks to `posters serve` or the real TF Serving binary.
+
+    protocol="rest": `server` is host:port of the REST API (8501); "grpc": of the gRPC API (8500).
+    """
+
+    def __init__(self, server: str = "localhost:8501", model_name: str = "posters", protocol: str = "rest",
+                 timeout: float = 30.0, version: int | None = None):
+        if protocol not in ("rest", "grpc"):
+            raise ValueError(f"protocol must be 'rest' or 'grpc', not {protocol!r}")
+        self.server = server.removeprefix("http://").rstrip("/")
+        self.model_name = model_name
+        self.protocol = protocol
+        self.timeout = timeout
+        self.version = version
+        self._out_dtypes: dict[str, dict[str, str]] | None = None
+        self._channel = None
+        self._stubs = None
+
+    # -- public API -------------------------------------------------------------------------
+    def similar(self, image_bytes_list: Sequence[bytes], k: int | None = None) -> Neighbours:
+        """Nearest catalogue posters for each image (serving_default)."""
+        out = self.predict("serving_default", {"image_bytes": list(image_bytes_list)})
+        return _pairs(out["movie_ids"], out["scores"], k)
+
+    def embed(self, image_bytes_list: Sequence[bytes]) -> np.ndarray:
+        return np.asarray(self.predict("embed", {"image_bytes": list(image_bytes_list)})["embedding"],
+                          dtype=np.float32)
+
+    def neighbors(self, embeddings, k: int | None = None) -> Neighbours:
+        emb = np.asarray(embeddings, dtype=np.float32)
+        if emb.ndim == 1:
+            emb = emb[None, :]
+        out = self.predict("neighbors", {"embedding": emb})
+        return _pairs(out["movie_ids"], out["scores"], k)
+
+    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbours:
+        """Histories are padded with "" to one length (the model treats "" as padding)."""
+        width = max((len(h) for h in histories), default=0) or 1
+        rows = [[str(x).encode("utf-8") for x in h] + [b""] * (width - len(h)) for h in histories]
+        out = self.predict("recommend", {"history": rows})
+        return _pairs(out["movie_ids"], out["scores"], k)
+
+    def status(self) -> dict:
+        if self.protocol == "rest":
+            return self._rest("GET", self._model_url())
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        req = get_model_status_pb2.GetModelStatusRequest()
+        self._spec(req.model_spec)
+        resp = self._grpc_call("model", "GetModelStatus", req)
+        for st in resp.model_version_status:
+            st.status.SetInParent()  # an OK status may arrive unset; REST always shows it
+        return json_format.MessageToDict(resp, preserving_proto_field_name=True,
+                                         including_default_value_fields=True)
+
+    def metadata(self) -> dict:
+        if self.protocol == "rest":
+            return self._rest("GET", self._model_url() + "/metadata")
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        req = get_model_metadata_pb2.GetModelMetadataRequest()
+        self._spec(req.model_spec)
+        req.metadata_field.append("signature_def")
+        resp = self._grpc_call("prediction", "GetModelMetadata", req)
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        resp.metadata["signature_def"].Unpack(sigs)
+        return {
+            "model_spec": {"name": resp.model_spec.name, "signature_name": resp.model_spec.signature_name,
+                           "version": str(resp.model_spec.version.value)},
+            "metadata": {"signature_def": json_format.MessageToDict(
+                sigs, preserving_proto_field_name=True, including_default_value_fields=True)},
+        }
+
+    def predict(self, signature: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """Run any signature; values are lists / numpy arrays, bytes for binary strings."""
+        if self.protocol == "grpc":
+            return self._predict_grpc(signature, inputs)
+        body = {"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}
+        resp = self._rest("POST", self._model_url() + ":predict", body)
+        outputs = resp.get("outputs")
+        dtypes = self._output_dtypes().get(signature, {})
+        if not isinstance(outputs, dict) or (len(dtypes) == 1 and set(outputs) != set(dtypes)):
+            # TF Serving returns a bare value for single-output signatures: name it from metadata.
+            if len(dtypes) != 1:
+                raise ServingError(f"cannot name the single output of signature {signature!r}")
+            outputs = {next(iter(dtypes)): outputs}
+        return {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+            self._stubs = None
+
+    def __enter__(self) -> PosterClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- REST -------------------------------------------------------------------------------
+    def _model_url(self) -> str:
+        url = f"http://{self.server}/v1/models/{self.model_name}"
+        return url + (f"/versions/{self.version}" if self.version is not None else "")
+
+    def _rest(self, method: str, url: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            raw = e.read()
+            try:
+                msg = json.loads(raw).get("error", raw.decode("utf-8", "replace"))
+            except (ValueError, AttributeError):
+                msg = raw.decode("utf-8", "replace") or e.reason
+            raise ServingError(str(msg), e.code) from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise ServerUnavailable(
+                f"cannot reach the model server at {self.server} (REST): {reason}") from None
+
+    def _output_dtypes(self) -> dict[str, dict[str, str]]:
+        """Output names/dtypes per signature, from metadata once per client (REST has no dtypes)."""
+        if self._out_dtypes is None:
+            sigs = self.metadata()["metadata"]["signature_def"]["signature_def"]
+            self._out_dtypes = {
+                name: {k: v.get("dtype") for k, v in sig.get("outputs", {}).items()}
+                for name, sig in sigs.items()
+            }
+        return self._out_dtypes
+
+    # -- gRPC -------------------------------------------------------------------------------
+    def _spec(self, spec, signature: str | None = None) -> None:
+        spec.name = self.model_name
+        if self.version is not None:
+            spec.version.value = self.version
+        if signature:
+            spec.signature_name = signature
+
+    def _grpc_call(self, service: str, method: str, request):
+        import grpc
+
+        if self._stubs is None:
+            from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+            opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+            self._channel = grpc.insecure_channel(self.server, options=opts)
+            self._stubs = {"prediction": prediction_service_pb2_grpc.PredictionServiceStub(self._channel),
+                           "model": model_service_pb2_grpc.ModelServiceStub(self._channel)}
+        try:
+            return getattr(self._stubs[service], method)(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            code = e.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ServerUnavailable(
+                    f"cannot reach the model server at {self.server} (gRPC): {e.details()}") from None
+            raise ServingError(e.details() or str(code), code.name) from None
+
+    def _predict_grpc(self, signature: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        req = predict_pb2.PredictRequest()
+        self._spec(req.model_spec, signature)
+        for k, v in inputs.items():
+            if isinstance(v, np.ndarray) and v.dtype.kind == "f":
+                v = v.astype(np.float32, copy=False)
+            elif not isinstance(v, np.ndarray) and _first_leaf(v, float):
+                v = np.asarray(v, dtype=np.float32)
+            req.inputs[k].CopyFrom(tf.make_tensor_proto(v))
+        resp = self._grpc_call("prediction", "Predict", req)
+        return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# `posters query`
+
+
+def load_catalog(pattern: str) -> dict[str, tuple[str, list[str]]]:
+    """movie_id → (title, genres) from TFRecords in the data contract (imports TensorFlow)."""
+    files = sorted(globlib.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"--catalog {pattern!r} matches no files")
+    import tensorflow as tf
+
+    out: dict[str, tuple[str, list[str]]] = {}
+    for f in files:
+        comp = "GZIP" if f.endswith(".gz") else ""
+        for rec in tf.data.TFRecordDataset(f, compression_type=comp).as_numpy_iterator():
+            feat = tf.train.Example.FromString(rec).features.feature
+            mid = feat["movie_id"].bytes_list.value
+            if not mid:
+                continue
+            title = feat["title"].bytes_list.value if "title" in feat else []
+            genres = feat["genres"].bytes_list.value if "genres" in feat else []
+            out[mid[0].decode("utf-8", "replace")] = (
+                title[0].decode("utf-8", "replace") if title else "",
+                [g.decode("utf-8", "replace") for g in genres],
+            )
+    return out
+
+
+def format_results(header: str, rows: Iterable[tuple[str, float]],
+                   catalog: dict[str, tuple[str, list[str]]] | None) -> str:
+    lines = [f"== {header} =="]
+    for rank, (mid, score) in enumerate(rows, 1):
+        if catalog is not None:
+            title, genres = catalog.get(mid, ("?", []))
+            lines.append(f"{rank:3d}. {mid:<12} {title[:40]:<40} {'|'.join(genres):<28} {score:8.4f}")
+        else:
+            lines.append(f"{rank:3d}. {mid:<12} {score:8.4f}")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    """`posters query`: neighbours per image, a style mix (--mix), or recommendations (--history)."""
+    images: list[str] = list(args.images or [])
+    history: list[str] = list(getattr(args, "history", None) or [])
+    if not images and not history:
+        print("error: give poster image files and/or --history MOVIE_ID ...", file=sys.stderr)
+        return 2
+    if args.mix and len(images) < 1:
+        print("error: --mix needs image files", file=sys.stderr)
+        return 2
+    blobs = []
+    for path in images:
+        if not os.path.isfile(path):
+            print(f"error: image file not found: {path}", file=sys.stderr)
+            return 2
+        with open(path, "rb") as f:
+            blobs.append(f.read())
+    catalog = None
+    if getattr(args, "catalog", None):
+        try:
+            catalog = load_catalog(args.catalog)
+        except (FileNotFoundError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    client = PosterClient(args.server, getattr(args, "model_name", "posters"),
+                          protocol="grpc" if args.grpc else "rest")
+    k = args.k
+    blocks = []
+    try:
+        if blobs and args.mix:
+            emb = client.embed(blobs)
+            mean = emb.mean(axis=0)
+            mean /= max(float(np.linalg.norm(mean)), 1e-12)
+            rows = client.neighbors(mean, k)[0]
+            blocks.append(format_results(f"style mix of {len(blobs)} images", rows, catalog))
+        elif blobs:
+            for path, rows in zip(images, client.similar(blobs, k), strict=True):
+                blocks.append(format_results(path, rows, catalog))
+        if history:
+            rows = client.recommend([history], k)[0]
+            blocks.append(format_results(f"recommendations after {' '.join(history)}", rows, catalog))
+    except ServerUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ServingError as e:
+        print(f"error: the server rejected the request: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print("\n\n".join(blocks))
+    return 0

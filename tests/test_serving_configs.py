@@ -1,0 +1,179 @@
+"""Production serving configs parse with TF Serving's own protos and agree with each other.
+
+Nothing here can run TF Serving, Docker or a cluster (none on this machine); parsing is the check.
+The pip `tensorflow-serving-api` ships ModelServerConfig but not BatchingParameters or
+MonitoringConfig, so those two are mirrored from TF Serving 2.15's .proto files when missing.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+from serving.local_server import _PATH_RE
+
+SERVING = Path(__file__).resolve().parent.parent / "serving"
+CONFIG, K8S, DOCKER = SERVING / "config", SERVING / "k8s", SERVING / "docker"
+
+
+def _mirrored_protos() -> dict[str, type]:
+    """BatchingParameters / MonitoringConfig, field for field as in tensorflow_serving's .proto."""
+    F = descriptor_pb2.FieldDescriptorProto
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="posters_test/tf_serving_mirror.proto", package="tensorflow.serving", syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"])
+    bp = fdp.message_type.add(name="BatchingParameters")
+    for number, name in enumerate(["max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
+                                   "num_batch_threads"], 1):
+        bp.field.add(name=name, number=number, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
+                     type_name=".google.protobuf.Int64Value")
+    bp.field.add(name="thread_pool_name", number=5, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
+                 type_name=".google.protobuf.StringValue")
+    bp.field.add(name="allowed_batch_sizes", number=6, label=F.LABEL_REPEATED, type=F.TYPE_INT64)
+    bp.field.add(name="pad_variable_length_inputs", number=7, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
+    pc = fdp.message_type.add(name="PrometheusConfig")
+    pc.field.add(name="enable", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
+    pc.field.add(name="path", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
+    mc = fdp.message_type.add(name="MonitoringConfig")
+    mc.field.add(name="prometheus_config", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
+                 type_name=".tensorflow.serving.PrometheusConfig")
+    pool.Add(fdp)
+
+    def cls(name):
+        desc = pool.FindMessageTypeByName(f"tensorflow.serving.{name}")
+        if hasattr(message_factory, "GetMessageClass"):
+            return message_factory.GetMessageClass(desc)
+        return message_factory.MessageFactory(pool).GetPrototype(desc)
+
+    return {"BatchingParameters": cls("BatchingParameters"), "MonitoringConfig": cls("MonitoringConfig")}
+
+
+def _batching_cls():
+    try:
+        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
+        return session_bundle_config_pb2.BatchingParameters
+    except ImportError:
+        return _mirrored_protos()["BatchingParameters"]
+
+
+def _monitoring_cls():
+    try:
+        from tensorflow_serving.config import monitoring_config_pb2
+        return monitoring_config_pb2.MonitoringConfig
+    except ImportError:
+        return _mirrored_protos()["MonitoringConfig"]
+
+
+def _parse(path: Path, cls):
+    return text_format.Parse(path.read_text(), cls())
+
+
+@pytest.fixture(scope="module")
+def models_config():
+    return _parse(CONFIG / "models.config", model_server_config_pb2.ModelServerConfig)
+
+
+@pytest.fixture(scope="module")
+def deployment():
+    return yaml.safe_load((K8S / "deployment.yaml").read_text())
+
+
+def _container(deployment) -> dict:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def _flags(container) -> dict[str, str]:
+    return dict(a.removeprefix("--").split("=", 1) for a in container["args"])
+
+
+def test_models_config(models_config):
+    (cfg,) = models_config.model_config_list.config
+    assert cfg.name == "posters" and cfg.base_path == "/models/posters"
+    assert cfg.model_platform == "tensorflow"
+    assert cfg.model_version_policy.WhichOneof("policy_choice") == "latest"
+
+
+def test_batching_parameters():
+    bp = _parse(CONFIG / "batching_parameters.txt", _batching_cls())
+    assert bp.max_batch_size.value >= 1 and bp.num_batch_threads.value >= 1
+    sizes = list(bp.allowed_batch_sizes)
+    assert sizes == sorted(sizes) and sizes[-1] == bp.max_batch_size.value  # TF Serving's own rule
+
+
+def test_monitoring_config():
+    mc = _parse(CONFIG / "monitoring.config", _monitoring_cls())
+    assert mc.prometheus_config.enable and mc.prometheus_config.path == "/monitoring/prometheus/metrics"
+
+
+def test_mirrored_protos_reject_unknown_fields():
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse("max_batch_sise { value: 1 }", _mirrored_protos()["BatchingParameters"]())
+
+
+def test_deployment(deployment, models_config):
+    (cfg,) = models_config.model_config_list.config
+    assert deployment["apiVersion"] == "apps/v1" and deployment["kind"] == "Deployment"
+    spec = deployment["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    c = _container(deployment)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"grpc": 8500, "http": 8501}
+    flags = _flags(c)
+    assert flags["port"] == "8500" and flags["rest_api_port"] == "8501"
+    assert flags["enable_batching"] == "true"
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    for key, name in [("model_config_file", "models.config"), ("batching_parameters_file",
+                      "batching_parameters.txt"), ("monitoring_config_file", "monitoring.config")]:
+        assert flags[key] == f"{mounts['config']}/{name}" and (CONFIG / name).is_file()
+    assert cfg.base_path.startswith(mounts["models"] + "/")
+    volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
+    assert "persistentVolumeClaim" in volumes["models"] and "configMap" in volumes["config"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        get = c[probe]["httpGet"]
+        assert get["port"] == 8501 and get["path"] == f"/v1/models/{cfg.name}"
+        m = _PATH_RE.match(get["path"])  # the same route the local server answers
+        assert m and m["name"] == cfg.name and not m["verb"] and not m["metadata"]
+    res = c["resources"]
+    assert res["requests"]["cpu"] and res["limits"]["memory"]
+    ann = spec["template"]["metadata"]["annotations"]
+    monitoring = _parse(CONFIG / "monitoring.config", _monitoring_cls())
+    assert ann["prometheus.io/path"] == monitoring.prometheus_config.path
+
+
+def test_service(deployment):
+    svc = yaml.safe_load((K8S / "service.yaml").read_text())
+    assert svc["kind"] == "Service" and svc["apiVersion"] == "v1"
+    assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
+    assert ports == {"grpc": (8500, 8500), "http": (8501, 8501)}
+
+
+def test_hpa(deployment):
+    hpa = yaml.safe_load((K8S / "hpa.yaml").read_text())
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["kind"] == "HorizontalPodAutoscaler"
+    ref = hpa["spec"]["scaleTargetRef"]
+    assert ref["kind"] == "Deployment" and ref["name"] == deployment["metadata"]["name"]
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
+    assert "cpu" in _container(deployment)["resources"]["requests"]  # utilisation needs a request
+
+
+def test_dockerfiles():
+    brute = (DOCKER / "Dockerfile.brute_force").read_text()
+    assert re.search(r"^FROM tensorflow/serving:2\.15\.1\s*$", brute, re.M)
+    scann = (DOCKER / "Dockerfile.scann").read_text()
+    assert "ARG TF_SERVING_VERSION=2.15.1" in scann
+    assert "tensorflow/serving:${TF_SERVING_VERSION}-devel" in scann
+    assert "SUPPORTED_TENSORFLOW_OPS" in scann and "scann/scann_ops/cc:scann_ops_static" in scann
+    for text in (brute, scann):
+        for name in ("models.config", "batching_parameters.txt", "monitoring.config"):
+            assert f"serving/config/{name}" in text and (CONFIG / name).is_file()
+    assert (DOCKER / "README.md").is_file()
