@@ -34,7 +34,9 @@ def scann_params(n: int, ic: IndexConfig) -> dict:
     leaves = min(leaves, max(2, n // 4))  # each leaf needs a few points to train on
     to_search = ic.num_leaves_to_search or max(1, int(np.ceil(leaves / 10)))
     # Enough exact re-scoring for `recommend`, which over-fetches k + MAX_HISTORY to drop watched ids.
-    reorder = ic.num_reordering_candidates if ic.num_reordering_candidates is not None else max(10 * ic.k, ic.k + MAX_HISTORY)
+    reorder = ic.num_reordering_candidates
+    if reorder is None:
+        reorder = max(10 * ic.k, ic.k + MAX_HISTORY)
     return {"num_leaves": leaves, "num_leaves_to_search": min(to_search, leaves),
             "dimensions_per_block": ic.dimensions_per_block, "num_reordering_candidates": min(reorder, n),
             "anisotropic_quantization_threshold": ic.anisotropic_quantization_threshold,
@@ -243,7 +245,7 @@ def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> 
     for batch in records(patterns).take(limit).batch(64).map(feats.parse):
         vecs.append(tower(batch[IMAGE_XF], training=False).numpy())
         titles = batch.get("title", batch[MOVIE_ID_KEY]).numpy()
-        for t, g, img in zip(titles, batch[GENRES_XF].numpy(), batch[IMAGE_XF].numpy()):
+        for t, g, img in zip(titles, batch[GENRES_XF].numpy(), batch[IMAGE_XF].numpy(), strict=True):
             names = "|".join(feats.genres[i] for i in np.flatnonzero(g))
             meta.append(f"{t.decode(errors='replace')}\t{names}")
             thumbs.append(Image.fromarray(img).resize((32, 48)))

@@ -7,8 +7,8 @@ Blocks are listed bottom-up so progressive unfreezing can open the top n of them
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import tensorflow as tf
 

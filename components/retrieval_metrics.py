@@ -55,7 +55,7 @@ def retrieval_scores(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10), chunk: 
 
 def index_recall(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     """Mean fraction of the exact top-k that the approximate index also returned."""
-    hits = [len(set(a.tolist()) & set(e.tolist())) / max(len(e), 1) for a, e in zip(approx_ids, exact_ids)]
+    hits = [len(set(a.tolist()) & set(e.tolist())) / max(len(e), 1) for a, e in zip(approx_ids, exact_ids, strict=True)]
     return float(np.mean(hits)) if hits else 0.0
 
 

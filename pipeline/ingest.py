@@ -340,7 +340,9 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
     try:
         paths = tfr.write_sharded(examples(), str(tmp), shards=shards, gzip=gzip)
         total_rejected = sum(rejected.values())
-        assert len(rows) == written + total_rejected, "every CSV row must be written or rejected"
+        if len(rows) != written + total_rejected:  # not `assert`: must hold under `python -O` too
+            raise RuntimeError(f"bookkeeping error: read {len(rows)} != written {written} + rejected "
+                               f"{total_rejected}")
         report = {
             "producer": PRODUCER,
             "csv": str(csv_path),

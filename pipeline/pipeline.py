@@ -19,15 +19,31 @@ METRICS_MODULE = "components.retrieval_metrics"
 _CODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
 
 
-def code_version() -> str:
-    """Hash of components/*.py: module paths (not module_file) skip wheel builds, so put the code's
-    hash in custom_config to make the TFX cache invalidate when the code changes."""
+def code_version(names: tuple[str, ...] | None = None) -> str:
+    """Hash of components/*.py (or the given files): module paths (not module_file) skip wheel
+    builds, so put the code's hash in custom_config to make the TFX cache invalidate on code changes."""
     h = hashlib.sha256()
-    for name in sorted(os.listdir(_CODE_DIR)):
+    for name in sorted(names or os.listdir(_CODE_DIR)):
         if name.endswith(".py"):
             with open(os.path.join(_CODE_DIR, name), "rb") as f:
                 h.update(name.encode() + f.read())
     return h.hexdigest()[:16]
+
+
+# Settings each module file reads. Passing only these keeps the TFX cache valid when unrelated
+# settings change (a new gate threshold must not re-run Transform or retrain).
+TRANSFORM_FIELDS = ("backbone", "image_size")
+NOT_FOR_TRAINER = ("gates", "workdir", "data_root", "beam_direct_running_mode", "beam_direct_num_workers",
+                   "beam_extra_args", "pipeline_image", "kubeflow_pipeline_root")
+
+
+def module_config(cfg: PipelineConfig, component: str) -> dict:
+    d = cfg.to_dict()
+    if component == "transform":
+        d = {k: d[k] for k in TRANSFORM_FIELDS}
+        return {"config": d, "code_version": code_version(("preprocessing.py", "model.py"))}
+    d = {k: v for k, v in d.items() if k not in NOT_FOR_TRAINER}
+    return {"config": d, "code_version": code_version()}
 
 
 def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
@@ -65,8 +81,6 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
 def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, metadata_connection_config=None,
                     pipeline_root: str | None = None) -> tfx.dsl.Pipeline:
-    custom = {"config": cfg.to_dict(), "code_version": code_version()}
-
     example_gen = tfx.components.ImportExampleGen(
         input_base=cfg.data_root,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
@@ -83,7 +97,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
                                                         schema=schema_gen.outputs["schema"])
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
-        preprocessing_fn=MODULE_PREPROCESSING, custom_config=custom,
+        preprocessing_fn=MODULE_PREPROCESSING, custom_config=module_config(cfg, "transform"),
     )
     trainer = tfx.components.Trainer(
         run_fn=MODULE_RUN_FN,
@@ -92,7 +106,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=custom,
+        custom_config=module_config(cfg, "trainer"),
     )
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

@@ -99,7 +99,8 @@ def test_tfrecords_match_csv(tmp_path):
 
 
 def test_cli_sample(tmp_path, capsys):
-    assert cli.main(["sample", "--out", str(tmp_path / "o"), "--n", "3", "--size", "80x120", "--seed", "2"]) == 0
+    args = ["sample", "--out", str(tmp_path / "o"), "--n", "3", "--size", "80x120", "--seed", "2"]
+    assert cli.main(args) == 0
     assert "wrote 3 posters 80x120" in capsys.readouterr().out
     assert len(list((tmp_path / "o").glob("*.jpg"))) == 3
     assert cli.main(["sample", "--out", str(tmp_path / "o"), "--size", "big"]) == 2
