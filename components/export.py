@@ -81,6 +81,7 @@ def exact_top_k(queries: np.ndarray, catalogue: np.ndarray, k: int) -> np.ndarra
 
 def build_index(ids: np.ndarray, emb: np.ndarray, ic: IndexConfig, seed: int = 0):
     """Returns (index layer, report). Tunes leaves-to-search up to the recall target against exact search."""
+    ids = np.array([i if isinstance(i, bytes) else str(i).encode() for i in ids], dtype=object)
     n = len(ids)
     k = min(ic.k, n)
     emb = emb.astype(np.float32)

@@ -54,11 +54,13 @@ BACKBONES: dict[str, Backbone] = {
     for b in [
         Backbone(
             "nasnet_large", (331, 331), _app("NASNetLarge"), tf.keras.applications.nasnet.preprocess_input,
-            tuple(f"normal_{k}" for k in ("add_1_1", "add_1_5", "add_1_10", "add_1_14", "add_1_18")),
+            ("normal_conv_1_0", "normal_conv_1_3", "reduction_conv_1_reduce_6", "normal_conv_1_9",
+             "reduction_conv_1_reduce_12", "normal_conv_1_15", "normal_conv_1_18"),
         ),
         Backbone(
             "nasnet_mobile", (224, 224), _app("NASNetMobile"), tf.keras.applications.nasnet.preprocess_input,
-            tuple(f"normal_{k}" for k in ("add_1_0", "add_1_4", "add_1_8", "add_1_12")),
+            ("normal_conv_1_0", "reduction_conv_1_reduce_4", "normal_conv_1_7", "reduction_conv_1_reduce_8",
+             "normal_conv_1_11"),
         ),
         Backbone(
             "efficientnet_v2_b0", (224, 224), _app("EfficientNetV2B0"),
@@ -68,7 +70,7 @@ BACKBONES: dict[str, Backbone] = {
         Backbone(
             "mobilenet_v3_small", (224, 224), _app("MobileNetV3Small", include_preprocessing=False),
             tf.keras.applications.mobilenet_v3.preprocess_input,
-            tuple(f"expanded_conv_{i}" for i in range(11)) + ("conv_1",),
+            ("Conv", "expanded_conv/") + tuple(f"expanded_conv_{i}/" for i in range(1, 11)) + ("Conv_1",),
         ),
         Backbone(
             "resnet50", (224, 224), _app("ResNet50"), tf.keras.applications.resnet50.preprocess_input,

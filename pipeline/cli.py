@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--queries", type=int, default=6)
     s.add_argument("--metrics", help="metrics/gate JSON to show at the top")
+    s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST (--server is the gRPC port)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the deterministic choice of sample posters")
     s.set_defaults(func=_gallery)
 
     return p
