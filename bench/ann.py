@@ -24,7 +24,7 @@ from bench.common import available_mem_gb, base_parser, goal, rss_mb, time_calls
 DIM = 128
 K = 10
 NUM_CLUSTERS = 1000
-CLUSTER_NOISE = 0.5  # norm of the per-point Gaussian offset relative to the unit cluster centre
+CLUSTER_NOISE = 1.0  # norm of the per-point offset vs the unit centre (cosine to own centre ≈ 0.7)
 TFRS_DEFAULT = {"num_leaves": 100, "num_leaves_to_search": 10, "dimensions_per_block": 2,
                 "num_reordering_candidates": None}
 SPEEDUP_TARGET = 100.0
@@ -62,18 +62,22 @@ def exact_neighbours(queries: np.ndarray, cat: np.ndarray, chunk: int = 64) -> n
 
 
 def recall(approx: np.ndarray, exact: np.ndarray) -> float:
-    hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact))
+    hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact, strict=True))
     return round(hits / exact.size, 4)
 
 
-def throughput(call, queries: np.ndarray, batch: int, budget_s: float, to_input=None) -> float:
-    """Queries/s calling `call(batch)` back to back on pre-converted batches (inputs made before timing)."""
+def throughput(call, queries: np.ndarray, batch: int, budget_s: float, to_input=None, repeats: int = 3) -> float:
+    """Queries/s calling `call(batch)` back to back on pre-converted batches (inputs made before timing).
+    Best of `repeats` runs: the machine is shared, and the best run is the least disturbed one."""
     nb = max(1, len(queries) // batch)
     batches = [queries[i * batch:(i + 1) * batch] for i in range(nb)]
     if to_input is not None:
         batches = [to_input(b) for b in batches]
-    times = time_calls(lambda i: call(batches[i % nb]), 100_000, budget_s)
-    return round(batch * len(times) / sum(times), 1)
+    best = 0.0
+    for _ in range(repeats):
+        times = time_calls(lambda i: call(batches[i % nb]), 100_000, budget_s / repeats)
+        best = max(best, batch * len(times) / sum(times))
+    return round(best, 1)
 
 
 def measure_index(label: str, build, search, queries, exact, budget_s, to_input=None) -> dict:
@@ -104,8 +108,15 @@ def concrete(fn):
 
 
 def tf_search_fn(layer):
-    fn = concrete(lambda q: layer(q, k=K)[1])
-    return lambda _obj, q: fn(q).numpy()
+    """Traced on first use (after `index()`): the layer refuses calls before it has an index."""
+    cache: list = []
+
+    def search(_obj, q):
+        if not cache:
+            cache.append(concrete(lambda x: layer(x, k=K)[1]))
+        return cache[0](q).numpy()
+
+    return search
 
 
 def sweep_leaves(layer, params: dict, queries, exact, budget_s) -> list[dict]:
@@ -113,14 +124,15 @@ def sweep_leaves(layer, params: dict, queries, exact, budget_s) -> list[dict]:
     import tensorflow as tf
     from scann.scann_ops.py import scann_ops
 
-    searcher = scann_ops.searcher_from_module(layer._serialized_searcher)
     leaves = params["num_leaves"]
     grid = sorted({max(1, min(leaves, int(round(leaves * f))))
-                   for f in (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2, 0.3)} | {params["num_leaves_to_search"]})
+                   for f in (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)} | {params["num_leaves_to_search"]})
     rows = []
     for nl in grid:
-        fn = concrete(lambda q, nl=nl: searcher.search_batched_parallel(
-            q, final_num_neighbors=K, leaves_to_search=nl).indices)
+        # the layer's own search path (searcher from the serialized module, parallel batches), with
+        # ScaNN's search-time leaves_to_search override instead of a rebuild
+        fn = concrete(lambda q, nl=nl: scann_ops.searcher_from_module(layer._serialized_searcher)
+                      .search_batched_parallel(q, final_num_neighbors=K, leaves_to_search=nl).indices)
         approx = np.concatenate([fn(tf.constant(queries[i:i + 256])).numpy() for i in range(0, len(queries), 256)])
         row = {"leaves_to_search": nl, "recall_at_10": recall(approx, exact),
                "qps_b1": throughput(lambda q, fn=fn: fn(q).numpy(), queries, 1, budget_s, tf.constant),
@@ -157,34 +169,30 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
     rows.append(row)
 
     cat_t = tf.constant(cat)
-    def search_ids(layer):
-        fn = tf_search_fn(layer)
-        return lambda obj, q: fn(obj, q)
-
     bf = tfrs.layers.factorized_top_k.BruteForce(k=K)
-    row, _ = measure_index("tfrs_bruteforce", lambda: bf.index(cat_t) and bf, search_ids(bf), queries, exact,
+    row, _ = measure_index("tfrs_bruteforce", lambda: bf.index(cat_t) and bf, tf_search_fn(bf), queries, exact,
                            bf_budget_s, tf.constant)
     rows.append(row)
-    del bf
+    bf = None
     gc.collect()
 
     default = tfrs.layers.factorized_top_k.ScaNN(k=K, distance_measure="dot_product", **TFRS_DEFAULT)
-    row, _ = measure_index("tfrs_default", lambda: default.index(cat_t) and default, search_ids(default),
+    row, _ = measure_index("tfrs_default", lambda: default.index(cat_t) and default, tf_search_fn(default),
                            queries, exact, budget_s, tf.constant)
     row["params"] = dict(TFRS_DEFAULT)
     rows.append(row)
-    del default
+    default = None
     gc.collect()
 
     params = scann_params(n, IndexConfig())
     tuned = make_scann(K, params)
-    row, _ = measure_index("scann_tuned", lambda: tuned.index(cat_t) and tuned, search_ids(tuned), queries, exact,
+    row, _ = measure_index("scann_tuned", lambda: tuned.index(cat_t) and tuned, tf_search_fn(tuned), queries, exact,
                            budget_s, tf.constant)
     row["params"] = dict(params)
     rows.append(row)
     out["indexes"] = rows
     out["tuned_sweep"] = sweep_leaves(tuned, params, queries, exact, budget_s / 2)
-    del tuned, cat_t
+    tuned = cat_t = None
     gc.collect()
     return out
 

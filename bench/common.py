@@ -14,7 +14,8 @@ import resource
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
@@ -219,3 +220,18 @@ def render_table(out_dir: str = RESULTS_DIR) -> str:
     with open(os.path.join(out_dir, TABLE_FILE), "w") as f:
         f.write(text)
     return text
+
+
+def latest_model_base(out_dir: str = RESULTS_DIR) -> str | None:
+    """The serving base path the pipeline benchmark last pushed to (if its model exists)."""
+    path = os.path.join(out_dir, "pipeline.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        runs = json.load(f).get("results", {}).get("runs", [])
+    for r in reversed(runs):
+        base = r.get("serving_base_path")
+        if r.get("returncode") == 0 and base and os.path.isdir(base) and any(
+                os.path.isfile(os.path.join(base, v, "saved_model.pb")) for v in os.listdir(base)):
+            return base
+    return None

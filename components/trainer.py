@@ -143,13 +143,33 @@ def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
     return stages
 
 
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster (Kubeflow TFJob / Vertex AI
+    Training set it), else the default single-device strategy."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    if len(tf_config.get("cluster", {}).get("worker", [])) + len(tf_config.get("cluster", {}).get("chief", [])) > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+    """The chief is the `chief` task, or worker 0 when the cluster has no chief (or no TF_CONFIG)."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
+    task = tf_config.get("task", {})
+    if not task or task.get("type") == "chief":
+        return True
+    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+
+
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
     """Both phases; returns (full model, embedding tower, Features, history dict)."""
     tf.keras.utils.set_random_seed(cfg.seed)
     feats = Features(cfg, tft_output)
-    model = model_lib.build_model(
-        cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
-    )
+    strategy = distribution_strategy()
+    with strategy.scope():
+        model = model_lib.build_model(
+            cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
+        )
     n_train = sum(count_labels(feats, train_files).values())
     steps = max(1, math.ceil(n_train / cfg.batch_size))
     train_ds = genre_dataset(feats, train_files, cfg.batch_size, True, cfg.seed)
@@ -160,28 +180,31 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
     for start, end, n_blocks in _schedule_stages(cfg):
         opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
         print(f"[trainer] phase 1 epochs {start}-{end}: top {n_blocks} blocks open ({opened} layers)")
-        model.compile(
-            optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
-            loss={model_lib.LOGIT_LAYER: tf.keras.losses.BinaryCrossentropy(from_logits=True)},
-            metrics={model_lib.LOGIT_LAYER: [tf.keras.metrics.AUC(multi_label=True, from_logits=True,
-                                                                  name="auc")]},
-        )
+        with strategy.scope():
+            model.compile(
+                optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
+                loss={model_lib.LOGIT_LAYER: tf.keras.losses.BinaryCrossentropy(from_logits=True)},
+                metrics={model_lib.LOGIT_LAYER: [tf.keras.metrics.AUC(multi_label=True, from_logits=True,
+                                                                      name="auc")]},
+            )
         h = model.fit(train_ds, validation_data=eval_ds, epochs=end, initial_epoch=start,
                       steps_per_epoch=steps, callbacks=[tb1], verbose=2)
         for key, vals in h.history.items():
             history.setdefault(f"phase1/{key}", []).extend(float(v) for v in vals)
 
-    tower = model_lib.embedding_model(model)
+    with strategy.scope():
+        tower = model_lib.embedding_model(model)
     counts = count_labels(feats, train_files)
     valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
     if cfg.phase2_epochs > 0 and len(valid) >= 2:
         p = min(cfg.batch_p, len(valid))
         pk = pk_dataset(feats, train_files, p, cfg.batch_k, valid, cfg.seed)
         steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k)))
-        tower.compile(
-            optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr),
-            loss=tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular"),
-        )
+        with strategy.scope():
+            tower.compile(
+                optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr),
+                loss=tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular"),
+            )
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
         print(f"[trainer] phase 2: {cfg.phase2_epochs} epochs × {steps2} steps of P×K = {p}×{cfg.batch_k}")
         h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2], verbose=2)
@@ -200,6 +223,8 @@ def run_fn(fn_args):
     log_dir = fn_args.model_run_dir
     model, tower, feats, history = train(cfg, tft_output, fn_args.train_files, fn_args.eval_files, log_dir)
 
+    if not is_chief():  # multi-worker: only the chief evaluates and exports
+        return
     _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
     report = retrieval_report(eval_emb, eval_genres)
     print(f"[trainer] eval retrieval: {json.dumps(report)}")

@@ -77,14 +77,17 @@ class PipelineConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
     gates: GateConfig = field(default_factory=GateConfig)
 
-    # Beam: DirectRunner locally (explicit runner: Beam's default tries Prism, which downloads)
+    # Beam: DirectRunner locally (explicit runner: Beam's default tries Prism, which downloads);
+    # configs/beam/*.yaml switch to DataflowRunner / FlinkRunner / SparkRunner.
+    beam_runner: str = "DirectRunner"
     beam_direct_running_mode: str = "in_memory"  # in_memory | multi_threading | multi_processing
     beam_direct_num_workers: int = 1
     beam_extra_args: list[str] = field(default_factory=list)  # e.g. Dataflow/Flink/Spark flags
 
     # Kubeflow (issue 7)
     pipeline_image: str = "poster-similarity-pipeline:latest"
-    kubeflow_pipeline_root: str | None = None  # e.g. gs://bucket/root; None → workdir
+    kubeflow_pipeline_root: str | None = None  # e.g. gs://bucket/root; None → <workdir>/pipeline_root
+    kubeflow_serving_dir: str | None = None  # Pusher destination on Kubeflow, e.g. gs://bucket/serving/posters
 
     # ---- derived paths --------------------------------------------------------------------------
     @property
@@ -101,9 +104,11 @@ class PipelineConfig:
         return os.path.join(self.workdir, "serving_model", self.model_name)
 
     def beam_pipeline_args(self) -> list[str]:
-        args = ["--runner=DirectRunner", f"--direct_running_mode={self.beam_direct_running_mode}"]
-        if self.beam_direct_running_mode != "in_memory":
-            args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
+        args = [f"--runner={self.beam_runner}"]
+        if self.beam_runner == "DirectRunner":
+            args.append(f"--direct_running_mode={self.beam_direct_running_mode}")
+            if self.beam_direct_running_mode != "in_memory":
+                args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
         return args + list(self.beam_extra_args)
 
     # ---- (de)serialisation ----------------------------------------------------------------------

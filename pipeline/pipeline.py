@@ -33,8 +33,9 @@ def code_version(names: tuple[str, ...] | None = None) -> str:
 # Settings each module file reads. Passing only these keeps the TFX cache valid when unrelated
 # settings change (a new gate threshold must not re-run Transform or retrain).
 TRANSFORM_FIELDS = ("backbone", "image_size")
-NOT_FOR_TRAINER = ("gates", "workdir", "data_root", "beam_direct_running_mode", "beam_direct_num_workers",
-                   "beam_extra_args", "pipeline_image", "kubeflow_pipeline_root")
+NOT_FOR_TRAINER = ("gates", "workdir", "data_root", "beam_runner", "beam_direct_running_mode",
+                   "beam_direct_num_workers", "beam_extra_args", "pipeline_image", "kubeflow_pipeline_root",
+                   "kubeflow_serving_dir")
 
 
 def module_config(cfg: PipelineConfig, component: str) -> dict:
@@ -80,9 +81,11 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
 
 def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, metadata_connection_config=None,
-                    pipeline_root: str | None = None) -> tfx.dsl.Pipeline:
+                    pipeline_root: str | None = None, data_root=None, serving_dir: str | None = None
+                    ) -> tfx.dsl.Pipeline:
+    """`data_root` may be a `RuntimeParameter` (Kubeflow); other overrides default to the config."""
     example_gen = tfx.components.ImportExampleGen(
-        input_base=cfg.data_root,
+        input_base=data_root if data_root is not None else cfg.data_root,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
         output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
             splits=[tfx.proto.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
@@ -124,7 +127,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=cfg.serving_dir)),
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir or cfg.serving_dir)),
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
                   model_resolver, evaluator, pusher]

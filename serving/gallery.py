@@ -177,11 +177,15 @@ def ask_server(client, catalog: Sequence[Poster], images: dict[str, bytes], quer
         mean = emb.mean(axis=0)
         mean /= max(float(np.linalg.norm(mean)), 1e-12)
         ans = client.neighbors(mean, k)[0]
-        rows.append(Row("mix", f"{mix[0].primary} × {mix[1].primary}", [mix[0].movie_id, mix[1].movie_id], ans,
+        heading = f"{mix[0].title or mix[0].movie_id} ({mix[0].primary}) + {mix[1].title or mix[1].movie_id} " \
+                  f"({mix[1].primary})"
+        rows.append(Row("mix", heading, [mix[0].movie_id, mix[1].movie_id], ans,
                         [set(mix[0].genres), set(mix[1].genres)]))
     if history:
         ans = client.recommend([[p.movie_id for p in history]], k)[0]
-        rows.append(Row("history", "Because you watched " + ", ".join(p.title or p.movie_id for p in history),
+        common = Counter(g for p in history for g in p.genres).most_common(1)[0][0]
+        heading = "Watched " + ", ".join(p.title or p.movie_id for p in history) + f" (mostly {common})"
+        rows.append(Row("history", heading,
                         [p.movie_id for p in history], ans, [set(p.genres) for p in history]))
     return rows
 
@@ -231,10 +235,10 @@ CSS = """
 * { box-sizing:border-box; }
 body { margin:0; background:var(--bg); color:var(--ink);
        font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif; }
-main { max-width:1360px; margin:0 auto; padding:20px 20px 40px; }
+main { max-width:1360px; margin:0 auto; padding:16px 20px 40px; }
 h1 { font-size:22px; margin:0 0 4px; }
-h2 { font-size:17px; margin:28px 0 4px; }
-.sub { color:var(--muted); margin:0 0 14px; }
+h2 { font-size:17px; margin:22px 0 2px; }
+.sub { color:var(--muted); margin:0 0 10px; }
 .panel { background:var(--card); border:1px solid var(--line); border-radius:10px; padding:14px 16px; }
 .gate { display:flex; flex-wrap:wrap; gap:10px 24px; align-items:center; }
 .badge { font-weight:700; padding:4px 12px; border-radius:999px; }
@@ -246,16 +250,19 @@ h2 { font-size:17px; margin:28px 0 4px; }
 .metric { background:var(--bg); border-radius:8px; padding:8px 10px; }
 .metric .v { font-size:20px; font-weight:700; font-variant-numeric:tabular-nums; }
 .metric .l { color:var(--muted); font-size:12px; }
-.legend { display:flex; gap:16px; color:var(--muted); font-size:12px; margin:6px 0 0; }
+.legend { display:inline-flex; gap:16px; color:var(--muted); font-size:12px; margin-left:12px; }
 .legend span::before { content:""; display:inline-block; width:10px; height:10px; border-radius:3px;
                        margin-right:5px; vertical-align:-1px; border:2px solid var(--line); }
 .legend .lm::before { border-color:var(--match); background:var(--match-bg); }
-.row { display:grid; grid-template-columns:auto 1fr; gap:14px; margin-top:14px; align-items:start; }
+.row { display:grid; grid-template-columns:auto 1fr; gap:14px; margin-top:12px; align-items:start; }
 .row .head { display:flex; justify-content:space-between; gap:12px; font-weight:600; margin-bottom:4px;
              white-space:nowrap; overflow:hidden; text-overflow:ellipsis; }
 .row .head .stat { color:var(--muted); font-weight:400; white-space:nowrap; }
 .inputs { display:flex; gap:8px; }
 .inputs .card { width:120px; border:2px solid var(--accent); }
+.inputs[data-n="2"] .card { width:96px; }
+.inputs[data-n="3"] .card { width:72px; }
+.inputs[data-n="3"] .card .g { display:none; }
 .plus { align-self:center; font-size:20px; color:var(--muted); }
 .grid { display:grid; grid-template-columns:repeat(10,minmax(0,1fr)); gap:8px; }
 .card { background:var(--card); border:2px solid var(--line); border-radius:8px; overflow:hidden;
@@ -327,7 +334,8 @@ class _Page:
 
     def row(self, r: Row) -> str:
         esc = html.escape
-        inputs = '<span class="plus">+</span>'.join(
+        joiner = '<span class="plus">+</span>' if r.kind == "mix" else ""
+        inputs = joiner.join(
             self.card(mid, tag=("A" if i == 0 else "B") if r.kind == "mix" else "", is_input=True)
             for i, mid in enumerate(r.inputs))
         cards = []
@@ -342,7 +350,8 @@ class _Page:
             n_match += 'data-match="1"' in card
             cards.append(card)
         stat = f"{n_match}/{len(r.neighbours)} share a genre"
-        return (f'<section class="row" data-row="{r.kind}"><div class="inputs">{inputs}</div><div>'
+        return (f'<section class="row" data-row="{r.kind}">'
+                f'<div class="inputs" data-n="{len(r.inputs)}">{inputs}</div><div>'
                 f'<div class="head"><span>{esc(r.heading)}</span><span class="stat">{stat}</span></div>'
                 f'<div class="grid">{"".join(cards)}</div></div></section>')
 
@@ -392,12 +401,12 @@ def render_html(rows: Sequence[Row], catalog: dict[str, Poster], srcs: dict[str,
         f"catalogue of {catalog_size} posters. Scores are the model's similarity scores.</p>",
         _gate_html(metrics_doc, version),
     ]
-    legend = ('<div class="legend"><span class="lm">shares a genre with the query</span>'
-              '<span>no genre in common</span></div>')
+    legend = ('<span class="legend"><span class="lm">shares a genre with the query</span>'
+              '<span>no genre in common</span></span>')
     if sections["query"]:
         out += ["<h2>Similar posters</h2>",
                 f'<p class="sub">Top-{K} neighbours of sample posters picked across genres '
-                "(<code>serving_default</code>). A catalogue poster finds itself first.</p>", legend]
+                f"(<code>serving_default</code>). A catalogue poster finds itself first.{legend}</p>"]
         out += sections["query"]
     if sections["mix"]:
         out += ["<h2>Style mix</h2>",

@@ -1,0 +1,323 @@
+"""Serving benchmark: `serving_default` with a real JPEG, in-process vs local server REST vs gRPC.
+
+* in-process: `tf.saved_model.load(...).signatures["serving_default"]` called from client threads;
+* rest / grpc: serving.client.PosterClient against serving.local_server.ModelServer running in a
+  separate process (as TF Serving would), one client per thread.
+
+Closed loop (each of C threads sends its next request when the previous answer arrives) at batch 1
+and 16, C = 1, 2, 4, 8: p50/p95/p99 latency and images/s. Then an open loop at 70 % of the peak
+request rate (gRPC and REST, batch 1): requests are released on a fixed schedule and latency counts
+from the scheduled time (queueing included), which is what "p99 at 70 % load" means.
+
+Model: --model-base-path/--model-name if given, else a cached demo model under bench/.cache (built
+once: `posters sample --n 120 --tfrecords` + the local pipeline with 1+1 epochs, in_memory Beam).
+
+    python -m bench.serving [--quick] [--model-base-path DIR --model-name posters]
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from bench.common import CACHE_DIR, ROOT, base_parser, goal, percentiles, write_result
+
+MODEL_NAME = "posters"
+CACHE_WORKDIR = os.path.join(CACHE_DIR, "serving_wd")
+CACHE_DATA = os.path.join(CACHE_DIR, "serving_data")
+
+
+# --- model + image --------------------------------------------------------------------------------------
+def latest_version_dir(base: str) -> str | None:
+    if not os.path.isdir(base):
+        return None
+    vs = sorted(int(v) for v in os.listdir(base)
+                if v.isdigit() and os.path.isfile(os.path.join(base, v, "saved_model.pb")))
+    return os.path.join(base, str(vs[-1])) if vs else None
+
+
+def ensure_model(n_posters: int = 120) -> tuple[str, str]:
+    """(base_path, model_name) of the cached demo model, building it once if missing."""
+    base = os.path.join(CACHE_WORKDIR, "serving_model", MODEL_NAME)
+    if latest_version_dir(base):
+        return base, MODEL_NAME
+    print(f"[serving] no cached model: building one from {n_posters} sample posters (once, ~2 min)", flush=True)
+    from pipeline import sample_data
+
+    if not glob.glob(os.path.join(CACHE_DATA, sample_data.TFRECORD_DIR, "*.tfrecord*")):
+        sample_data.generate(CACHE_DATA, n_posters, seed=0, tfrecords=True)
+    cmd = [sys.executable, "-c",
+           "import sys; from pipeline.config import load_config; from pipeline.local_runner import run; "
+           "run(load_config(sys.argv[1], ['phase1_epochs=1', 'phase2_epochs=1', "
+           "'beam_direct_running_mode=in_memory'], data_root=sys.argv[2], workdir=sys.argv[3]))",
+           os.path.join(ROOT, "configs", "demo.yaml"), os.path.join(CACHE_DATA, sample_data.TFRECORD_DIR),
+           CACHE_WORKDIR]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    if not latest_version_dir(base):
+        raise RuntimeError(f"the demo pipeline pushed no model to {base} (not blessed?)")
+    return base, MODEL_NAME
+
+
+def find_jpeg(image: str | None) -> bytes:
+    """--image, else the first `image` of a sample TFRecord, else one freshly generated sample poster."""
+    if image:
+        with open(image, "rb") as f:
+            return f.read()
+    import tensorflow as tf
+
+    for path in sorted(glob.glob(os.path.join(CACHE_DIR, "**", "*.tfrecord*"), recursive=True)):
+        comp = "GZIP" if path.endswith(".gz") else ""
+        for rec in tf.data.TFRecordDataset(path, compression_type=comp).take(1).as_numpy_iterator():
+            img = tf.train.Example.FromString(rec).features.feature["image"].bytes_list.value
+            if img and img[0][:2] == b"\xff\xd8":
+                return img[0]
+    from pipeline import sample_data
+
+    out = os.path.join(CACHE_DIR, "one_poster")
+    recs = sample_data.generate(out, 1, seed=1)
+    with open(recs[0]["path"], "rb") as f:
+        return f.read()
+
+
+# --- server subprocess ------------------------------------------------------------------------------
+def _serve_child(base: str, name: str) -> int:
+    """Child process: start the local server on free ports, print them, run until stdin closes."""
+    from serving.local_server import ModelServer
+
+    srv = ModelServer(base, name, rest_port=0, grpc_port=0).start()
+    print(json.dumps({"rest_port": srv.rest_port, "grpc_port": srv.grpc_port}), flush=True)
+    sys.stdin.read()
+    srv.stop()
+    return 0
+
+
+class ServerProcess:
+    def __init__(self, base: str, name: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.serving", "--_serve", base, name], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = ""
+        while not line.startswith("{"):
+            line = self.proc.stdout.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError("the local server process exited before reporting its ports")
+        ports = json.loads(line)
+        self.rest = f"127.0.0.1:{ports['rest_port']}"
+        self.grpc = f"127.0.0.1:{ports['grpc_port']}"
+
+    def stop(self) -> None:
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# --- load generators ----------------------------------------------------------------------------------
+def make_callers(mode: str, batch: list[bytes], model_dir: str, server: ServerProcess | None, n: int,
+                 model_name: str = MODEL_NAME):
+    """n independent callables (one per client thread) that send one request and return."""
+    if mode == "inprocess":
+        import tensorflow as tf
+
+        fn = _inprocess_fn(model_dir)
+        t = tf.constant(batch)
+        return [lambda: fn(image_bytes=t)["movie_ids"].numpy() for _ in range(n)]
+    from serving.client import PosterClient
+
+    callers = []
+    for _ in range(n):
+        c = PosterClient(server.rest if mode == "rest" else server.grpc, model_name, protocol=mode, timeout=60)
+        callers.append(lambda c=c: c.predict("serving_default", {"image_bytes": batch}))
+    return callers
+
+
+_LOADED: dict[str, object] = {}
+
+
+def _inprocess_fn(model_dir: str):
+    import scann  # noqa: F401  (registers the ScaNN ops the SavedModel uses)
+    import tensorflow as tf
+
+    if model_dir not in _LOADED:
+        _LOADED[model_dir] = tf.saved_model.load(model_dir)
+    return _LOADED[model_dir].signatures["serving_default"]
+
+
+def closed_loop(callers, duration_s: float, warmup: int = 2) -> tuple[list[float], float]:
+    for c in callers:
+        for _ in range(warmup):
+            c()
+    lat: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration_s
+    errors: list[BaseException] = []
+
+    def worker(call):
+        mine = []
+        try:
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                call()
+                mine.append(time.perf_counter() - t0)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+        with lock:
+            lat.extend(mine)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(c,)) for c in callers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return lat, time.perf_counter() - t0
+
+
+def open_loop(callers, rate_rps: float, duration_s: float) -> tuple[list[float], float, int]:
+    """Fixed-rate arrivals served by len(callers) workers; latency from the scheduled send time."""
+    import queue
+
+    n = max(1, int(rate_rps * duration_s))
+    q: queue.Queue = queue.Queue()
+    lat: list[float] = []
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.05
+
+    def worker(call):
+        while True:
+            sched = q.get()
+            if sched is None:
+                return
+            call()
+            with lock:
+                lat.append(time.perf_counter() - sched)
+
+    threads = [threading.Thread(target=worker, args=(c,)) for c in callers]
+    for t in threads:
+        t.start()
+    for i in range(n):
+        sched = start + i / rate_rps
+        delay = sched - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        q.put(sched)
+    for _ in threads:
+        q.put(None)
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return lat, elapsed, n
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--model-base-path", default=None, help="versioned base path (<base>/<version>/saved_model.pb)")
+    p.add_argument("--model-name", default=MODEL_NAME)
+    p.add_argument("--image", default=None, help="a JPEG to send (default: a sample poster)")
+    p.add_argument("--_serve", nargs=2, metavar=("BASE", "NAME"), help=argparse_suppress())
+    args = p.parse_args(argv)
+    if args._serve:
+        return _serve_child(*args._serve)
+    started = time.time()
+    if args.model_base_path:
+        base, model_name = os.path.abspath(args.model_base_path), args.model_name
+    else:
+        base, model_name = ensure_model()
+    model_dir = latest_version_dir(base)
+    if model_dir is None:
+        raise SystemExit(f"no model version under {base}")
+    jpeg = find_jpeg(args.image)
+    duration = 1.0 if args.quick else 4.0
+    batches = [1, 16]
+    concurrency = [1, 4] if args.quick else [1, 2, 4, 8]
+    modes = ["inprocess", "rest", "grpc"]
+    print(f"[serving] model {model_dir}, JPEG {len(jpeg)} bytes", flush=True)
+
+    server = ServerProcess(base, model_name)
+    rows, results = [], {"closed_loop": [], "open_loop": []}
+    try:
+        for mode in modes:
+            for b in batches:
+                for c in concurrency:
+                    callers = make_callers(mode, [jpeg] * b, model_dir, server, c, model_name)
+                    lat, elapsed = closed_loop(callers, duration)
+                    r = {"mode": mode, "batch": b, "clients": c, "requests": len(lat),
+                         "requests_per_s": round(len(lat) / elapsed, 2),
+                         "images_per_s": round(len(lat) * b / elapsed, 2), "latency_ms": percentiles(lat)}
+                    results["closed_loop"].append(r)
+                    print(f"[serving] {mode:<9} b={b:<2} c={c}  p50 {r['latency_ms']['p50']:8.2f} ms  "
+                          f"p99 {r['latency_ms']['p99']:8.2f} ms  {r['images_per_s']:8.1f} img/s", flush=True)
+        # open loop at 70 % of each server protocol's peak request rate (batch 1)
+        for mode in ("grpc", "rest"):
+            peak = max((r for r in results["closed_loop"] if r["mode"] == mode and r["batch"] == 1),
+                       key=lambda r: r["requests_per_s"])
+            rate = 0.7 * peak["requests_per_s"]
+            callers = make_callers(mode, [jpeg], model_dir, server, max(concurrency), model_name)
+            for call in callers:
+                call()
+            lat, elapsed, n = open_loop(callers, rate, duration * 2)
+            r = {"mode": mode, "batch": 1, "target_rps": round(rate, 2), "peak_rps": peak["requests_per_s"],
+                 "achieved_rps": round(n / elapsed, 2), "workers": len(callers), "latency_ms": percentiles(lat)}
+            results["open_loop"].append(r)
+            print(f"[serving] open loop {mode} @ {rate:.1f} req/s (70 % of {peak['requests_per_s']}): "
+                  f"p50 {r['latency_ms']['p50']} ms p99 {r['latency_ms']['p99']} ms", flush=True)
+    finally:
+        server.stop()
+
+    for r in results["closed_loop"]:
+        lm = r["latency_ms"]
+        rows.append([r["mode"], r["batch"], r["clients"], lm["p50"], lm["p95"], lm["p99"], r["images_per_s"]])
+    for r in results["open_loop"]:
+        lm = r["latency_ms"]
+        rows.append([f"{r['mode']} open loop @70 % ({r['target_rps']} req/s)", 1, r["workers"], lm["p50"],
+                     lm["p95"], lm["p99"], r["achieved_rps"]])
+
+    def cl(mode, b, c):
+        return next(r for r in results["closed_loop"] if (r["mode"], r["batch"], r["clients"]) == (mode, b, c))
+
+    def peak(mode, b):
+        return max(r["images_per_s"] for r in results["closed_loop"] if r["mode"] == mode and r["batch"] == b)
+
+    goals = []
+    inproc = cl("inprocess", 1, 1)["latency_ms"]["p50"]
+    for mode in ("rest", "grpc"):
+        ratio = round(cl(mode, 1, 1)["latency_ms"]["p50"] / inproc, 2)
+        goals.append(goal(f"{mode} p50 ÷ in-process p50 (batch 1, 1 client)", ratio, "<= 1.2", ratio <= 1.2))
+    for r in results["open_loop"]:
+        ratio = round(r["latency_ms"]["p99"] / r["latency_ms"]["p50"], 2)
+        goals.append(goal(f"{r['mode']} p99 ÷ p50 at 70 % of peak load (batch 1)", ratio, "<= 2", ratio <= 2.0))
+    for b in batches:
+        g, rr = peak("grpc", b), peak("rest", b)
+        goals.append(goal(f"gRPC ÷ REST peak throughput (batch {b})", round(g / rr, 2), ">= 1", g >= rr))
+    goals.append(goal("server-side batching", "not implemented", "batched requests ≥ unbatched throughput", None,
+                      "serving/local_server.py has no request batching; TF Serving's --enable_batching is not "
+                      "available on this machine"))
+    notes = ["server in a separate process (serving.local_server.ModelServer); clients are threads in the "
+             "benchmark process, one PosterClient each; in-process = SavedModel signature called from threads",
+             "images/s column: open-loop rows show achieved requests/s instead",
+             "server-side batching: not implemented in the local server (reported, not measured)"]
+    write_result("serving", args.quick, started,
+                 {"model_dir": model_dir, "model_name": model_name, "jpeg_bytes": len(jpeg), "batches": batches,
+                  "clients": concurrency, "duration_s": duration, "modes": modes,
+                  "open_loop_load": 0.7, "server_side_batching": "not implemented"},
+                 results, goals, out_dir=args.out, extra_versions=("tensorflow-serving-api", "grpcio"),
+                 table={"headers": ["mode", "batch", "clients", "p50 ms", "p95 ms", "p99 ms", "images/s"],
+                        "rows": rows}, notes=notes)
+    return 0
+
+
+def argparse_suppress():
+    import argparse
+
+    return argparse.SUPPRESS
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

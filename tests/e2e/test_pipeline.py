@@ -1,0 +1,177 @@
+"""End to end: the real TFX pipeline (LocalDagRunner, sqlite MLMD, Beam DirectRunner) on sample posters,
+then the pushed SavedModel in a fresh process, the gate, lineage and the CD gate command."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+PY = sys.executable
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _catalogue(data):
+    from pipeline.tfrecords import read_examples
+
+    return list(read_examples(os.path.join(data, "*.tfrecord*")))
+
+
+def test_first_run_is_blessed_and_pushed_in_tf_serving_layout(trained_model):
+    s = trained_model["summary"]
+    assert s["blessed"] is True and s["pushed"] is True
+    m = s["metrics"]
+    assert m["recall@10"] >= trained_model["config"].gates.min_recall_at_10
+    assert {"recall@1", "recall@5", "precision@10", "map@r", "index_recall@10"} <= set(m)
+    version_dir = trained_model["model_dir"]
+    assert os.path.basename(version_dir).isdigit()
+    assert os.path.exists(os.path.join(version_dir, "saved_model.pb"))
+    report = json.load(open(os.path.join(version_dir, "assets.extra", "index_report.json")))
+    assert report["catalogue_size"] == len(_catalogue(trained_model["data"]))  # every split is indexed
+    assert report["kind"] == "scann" and report["recall_at_k_vs_exact"] > 0.8 and report["build_seconds"] >= 0
+
+
+FRESH = r"""
+import json, sys
+sys.path = [p for p in sys.path if p not in ("", "{repo}")]
+import tensorflow as tf, scann  # noqa: F401  — nothing from the project
+for mod in ("components", "pipeline", "serving"):
+    try:
+        __import__(mod); raise SystemExit("project code importable: " + mod)
+    except ImportError:
+        pass
+m = tf.saved_model.load(sys.argv[1])
+cat = json.load(open(sys.argv[2]))
+imgs = tf.constant([bytes.fromhex(c["image"]) for c in cat])
+ids = [c["movie_id"].encode() for c in cat]
+out = {{}}
+d = m.signatures["serving_default"](image_bytes=imgs)
+out["self_first"] = [r[0] == i for r, i in zip(d["movie_ids"].numpy().tolist(), ids)]
+out["shapes"] = {{k: v.shape.as_list() for k, v in d.items()}}
+e = m.signatures["embed"](image_bytes=imgs)["embedding"].numpy()
+out["embed_matches"] = bool(abs(e - d["embedding"].numpy()).max() < 1e-4)
+out["embedding_std"] = float(e.std(axis=0).mean())
+mix = (e[0] + e[1]) / 2
+n = m.signatures["neighbors"](embedding=tf.constant(mix[None]))
+out["mix_ids"] = [x.decode() for x in n["movie_ids"].numpy()[0]]
+out["mix_sims"] = (e @ (mix / (sum(mix ** 2) ** 0.5))).tolist()
+hist = tf.constant([[ids[0], ids[1], ids[2], b""], [b"unknown", b"", b"", b""]])
+r = m.signatures["recommend"](history=hist)
+out["rec"] = [[x.decode() for x in row] for row in r["movie_ids"].numpy()]
+out["history_used"] = r["history_used"].numpy().tolist()
+ex = m.signatures["embed_examples"](examples=tf.constant([bytes.fromhex(c["serialized"]) for c in cat[:3]]))
+out["embed_examples"] = {{k: v.shape.as_list() for k, v in ex.items()}}
+try:
+    m.signatures["embed"](image_bytes=tf.constant([b"not an image"]))
+    out["bad_bytes"] = "accepted"
+except tf.errors.InvalidArgumentError:
+    out["bad_bytes"] = "InvalidArgumentError"
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(trained_model, tmp_path):
+    from pipeline.tfrecords import iter_serialized
+
+    cat = _catalogue(trained_model["data"])[:12]
+    ser = list(iter_serialized(os.path.join(trained_model["data"], "*.tfrecord*")))[:12]
+    blob = [{"movie_id": c["movie_id"], "image": c["image"].hex(), "serialized": s.hex()}
+            for c, s in zip(cat, ser, strict=True)]
+    (tmp_path / "cat.json").write_text(json.dumps(blob))
+    (tmp_path / "fresh.py").write_text(FRESH.format(repo=REPO))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([PY, str(tmp_path / "fresh.py"), trained_model["model_dir"], str(tmp_path / "cat.json")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert all(out["self_first"]), "a catalogue poster must find itself first"
+    assert out["shapes"]["embedding"] == [12, 128] and out["shapes"]["movie_ids"] == [12, 10]
+    assert out["embed_matches"]
+    assert out["embedding_std"] > 1e-3, "collapsed embedding: every poster maps to the same point"
+    history = {c["movie_id"] for c in cat[:3]}
+    assert not history & set(out["rec"][0]), "recommend returned a watched title"
+    assert out["history_used"] == [3.0, 0.0]
+    # The style mix lands between its two parents: its neighbours are closer to the mix than average.
+    sims = np.array(out["mix_sims"])
+    assert sims[0] > np.median(sims) and sims[1] > np.median(sims)
+    assert set(out["embed_examples"]) >= {"embedding", "logits", "index_ids", "exact_ids"}
+    assert out["bad_bytes"] == "InvalidArgumentError"
+
+
+def test_saved_model_cli_lists_the_documented_signatures(trained_model):
+    cli = os.path.join(os.path.dirname(PY), "saved_model_cli")
+    out = subprocess.run([cli, "show", "--dir", trained_model["model_dir"], "--all"],
+                         capture_output=True, text=True, timeout=300).stdout
+    for sig in ("serving_default", "embed", "neighbors", "recommend", "embed_examples"):
+        assert f"signature_def['{sig}']" in out
+    block = out.split("signature_def['serving_default']")[1].split("signature_def[")[0]
+    assert "inputs['image_bytes']" in block and "DT_STRING" in block
+    assert "outputs['embedding']" in block and "(-1, 128)" in block
+    assert "outputs['movie_ids']" in block and "outputs['scores']" in block
+
+
+def test_lineage_of_the_pushed_model_is_in_ml_metadata(trained_model):
+    from pipeline.lineage import model_lineage
+
+    lin = model_lineage(trained_model["config"].metadata_path)
+    assert lin["pushed_destination"] == trained_model["model_dir"]
+    assert lin["blessed"] is True
+    assert {"Trainer", "Transform", "ImportExampleGen", "Evaluator", "Pusher"} <= set(lin["components"])
+    assert lin["examples_uri"] and lin["transform_graph_uri"] and lin["model_uri"]
+
+
+def test_validate_cli_exit_codes(trained_model, tmp_path):
+    model, data = trained_model["model_dir"], os.path.join(trained_model["data"], "*.tfrecord*")
+    ok = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", data,
+                         "--baseline", model], capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    report = json.loads(ok.stdout)
+    assert report["passed"] and len(report["checks"]) == 3  # floors + change vs baseline
+    (tmp_path / "strict.yaml").write_text("min_recall_at_10: 1.01\n")
+    fail = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", data,
+                           "--thresholds", str(tmp_path / "strict.yaml")], capture_output=True, text=True, timeout=300)
+    assert fail.returncode == 1 and json.loads(fail.stdout)["passed"] is False
+    bad = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", str(tmp_path), "--examples", data],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "no SavedModel" in bad.stderr
+    none = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
+                          capture_output=True, text=True, timeout=300)
+    assert none.returncode == 2
+
+
+def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(trained_model):
+    """Second run: brute_force index + impossible floor → evaluated against the blessed baseline,
+    not blessed, nothing pushed; the unpushed model loads in TF without ScaNN."""
+    from pipeline.config import load_config
+    from pipeline.local_runner import run
+
+    before = sorted(glob.glob(os.path.join(trained_model["serving_base"], "*", "*")))
+    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),
+                      ["phase1_epochs=2", "phase2_epochs=2", "beam_direct_running_mode=in_memory", "batch_size=32",
+                       "index.kind=brute_force", "gates.min_recall_at_10=1.01"],
+                      data_root=trained_model["data"], workdir=trained_model["workdir"])
+    summary = run(cfg)
+    assert summary["blessed"] is False and summary["pushed"] is False
+    assert sorted(glob.glob(os.path.join(trained_model["serving_base"], "*", "*"))) == before
+    evaluation = summary["evaluation_uri"]
+    import tensorflow_model_analysis as tfma
+
+    validation = tfma.load_validation_result(evaluation)
+    assert not validation.validation_ok
+    failed = {f.metric_key.name for s in validation.metric_validations_per_slice for f in s.failures}
+    assert "recall@10" in failed
+    eval_cfg = json.load(open(os.path.join(evaluation, "eval_config.json")))
+    assert any(s.get("isBaseline") for s in eval_cfg["evalConfig"]["modelSpecs"]), "no baseline compared"
+    model_uri = max(glob.glob(os.path.join(cfg.pipeline_root, "Trainer", "model", "*")), key=os.path.getmtime)
+    serving = os.path.join(model_uri, "Format-Serving")
+    assert b"Scann" not in open(os.path.join(serving, "saved_model.pb"), "rb").read()
+    code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
+            "print(m.signatures['neighbors'](embedding=tf.ones([1, 128]))['movie_ids'].shape)")
+    proc = subprocess.run([PY, "-c", code, serving], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "[1, 10]" in proc.stdout.replace(" ", "").replace("(", "[").replace(")", "]") \
+        or "(1, 10)" in proc.stdout, proc.stderr[-2000:]
