@@ -12,9 +12,11 @@ import os
 import sys
 import time
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:  # the TFX CLI runs this file directly
-    sys.path.insert(0, _ROOT)
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+# The TFX CLI runs this file directly with its folder on sys.path, where `pipeline.py` would shadow
+# the `pipeline` package: put the repo root first instead.
+sys.path[:] = [_ROOT] + [p for p in sys.path if os.path.abspath(p or ".") not in (_HERE, _ROOT)]
 
 from pipeline.config import PipelineConfig, load_config  # noqa: E402
 
