@@ -80,7 +80,8 @@ def throughput(call, queries: np.ndarray, batch: int, budget_s: float, to_input=
     return round(best, 1)
 
 
-def measure_index(label: str, build, search, queries, exact, budget_s, to_input=None) -> dict:
+def measure_index(label: str, build, search, queries, exact, budget_s, to_input=None,
+                  max_recall_queries: int | None = None) -> dict:
     """build() → object; search(obj, q) → ids [B,K] (np); q is numpy, or `to_input(numpy)` when given."""
     gc.collect()
     rss0 = rss_mb()
@@ -89,6 +90,8 @@ def measure_index(label: str, build, search, queries, exact, budget_s, to_input=
     build_s = time.perf_counter() - t0
     rss1 = rss_mb()
     conv = to_input or (lambda q: q)
+    if max_recall_queries:  # exact searches: recall is 1 by construction, a subset shows it cheaply
+        queries, exact = queries[:max_recall_queries], exact[:max_recall_queries]
     approx = np.concatenate([search(obj, conv(queries[i:i + 256])) for i in range(0, len(queries), 256)])
     row = {"index": label, "build_s": round(build_s, 2), "rss_delta_mb": round(rss1 - rss0, 1),
            "recall_at_10": recall(approx, exact),
@@ -119,14 +122,16 @@ def tf_search_fn(layer):
     return search
 
 
-def sweep_leaves(layer, params: dict, queries, exact, budget_s) -> list[dict]:
-    """Recall / q/s of the built tuned index at several leaves_to_search (search-time override)."""
+def sweep_leaves(layer, params: dict, queries, exact, budget_s, grid: list[int] | None = None) -> list[dict]:
+    """Recall / q/s of a built index at several leaves_to_search (ScaNN's search-time override).
+    The override path costs more per call than the layer's own call (~0.8 ms vs ~0.25 ms at batch 1
+    here), so sweep points are only compared with other indexes measured through the same path."""
     import tensorflow as tf
     from scann.scann_ops.py import scann_ops
 
     leaves = params["num_leaves"]
-    grid = sorted({max(1, min(leaves, int(round(leaves * f))))
-                   for f in (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)} | {params["num_leaves_to_search"]})
+    grid = grid or sorted({max(1, min(leaves, int(round(leaves * f))))
+                           for f in (0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.2)} | {params["num_leaves_to_search"]})
     rows = []
     for nl in grid:
         # the layer's own search path (searcher from the serialized module, parallel batches), with
@@ -164,14 +169,15 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
 
         return exact_top_k(q, cat, K)
 
-    row, _ = measure_index("numpy_exact", lambda: cat, np_search, queries, exact, bf_budget_s)
+    row, _ = measure_index("numpy_exact", lambda: cat, np_search, queries, exact, bf_budget_s,
+                           max_recall_queries=100)
     row["build_s"], row["rss_delta_mb"] = 0.0, round(cat.nbytes / 2**20, 1)  # the matrix itself
     rows.append(row)
 
     cat_t = tf.constant(cat)
     bf = tfrs.layers.factorized_top_k.BruteForce(k=K)
     row, _ = measure_index("tfrs_bruteforce", lambda: bf.index(cat_t) and bf, tf_search_fn(bf), queries, exact,
-                           bf_budget_s, tf.constant)
+                           bf_budget_s, tf.constant, max_recall_queries=200)
     rows.append(row)
     bf = None
     gc.collect()
@@ -181,6 +187,8 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
                            queries, exact, budget_s, tf.constant)
     row["params"] = dict(TFRS_DEFAULT)
     rows.append(row)
+    out["default_same_path"] = sweep_leaves(default, TFRS_DEFAULT, queries, exact, budget_s / 2,
+                                            grid=[TFRS_DEFAULT["num_leaves_to_search"]])[0]
     default = None
     gc.collect()
 
@@ -200,10 +208,13 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
 def summarise(case: dict) -> dict:
     by = {r["index"]: r for r in case["indexes"]}
     bf1 = by["tfrs_bruteforce"]["qps_b1"]
-    tuned, default = by["scann_tuned"], by["tfrs_default"]
+    tuned = by["scann_tuned"]
     sweep = case["tuned_sweep"]
-    # matched throughput: the best tuned recall among sweep points at least as fast as tfrs defaults
-    faster = [r for r in sweep if r["qps_b1"] >= default["qps_b1"]]
+    # matched throughput: the best tuned recall among sweep points at least as fast as tfrs defaults,
+    # both measured through the same (override) search path, at batch 64 where the per-call overhead
+    # is amortised (at batch 1 every point is ~call-overhead bound and the comparison says nothing)
+    dsp = case["default_same_path"]
+    faster = [r for r in sweep if r["qps_b64"] >= dsp["qps_b64"]]
     best_matched = max(faster, key=lambda r: r["recall_at_10"]) if faster else None
     # highest-throughput sweep point that reaches the recall target
     ok = [r for r in sweep if r["recall_at_10"] >= RECALL_TARGET]
@@ -213,9 +224,11 @@ def summarise(case: dict) -> dict:
         "tuned_speedup_vs_bruteforce_b1": round(tuned["qps_b1"] / bf1, 1) if bf1 else None,
         "matched": None if best_matched is None else {
             "tuned_leaves_to_search": best_matched["leaves_to_search"],
-            "tuned_recall": best_matched["recall_at_10"], "tuned_qps_b1": best_matched["qps_b1"],
-            "default_recall": default["recall_at_10"], "default_qps_b1": default["qps_b1"],
-            "recall_gain": round(best_matched["recall_at_10"] - default["recall_at_10"], 4)},
+            "tuned_recall": best_matched["recall_at_10"], "tuned_qps_b64": best_matched["qps_b64"],
+            "tuned_qps_b1": best_matched["qps_b1"],
+            "default_recall": dsp["recall_at_10"], "default_qps_b64": dsp["qps_b64"], "default_qps_b1": dsp["qps_b1"],
+            "compared_at": "batch 64, same search path (leaves_to_search override)",
+            "recall_gain": round(best_matched["recall_at_10"] - dsp["recall_at_10"], 4)},
         "fastest_at_recall_target": None if fastest_ok is None else {
             **fastest_ok, "speedup_vs_bruteforce_b1": round(fastest_ok["qps_b1"] / bf1, 1) if bf1 else None},
     }
@@ -259,9 +272,10 @@ def main(argv=None) -> int:
                          r["build_s"], r["rss_delta_mb"], ptxt])
         m = c["summary"]["matched"]
         if m:
-            rows.append([f"{c['n']:,}", c["kind"], f"tuned @ L={m['tuned_leaves_to_search']} (matched q/s)",
-                         m["tuned_recall"], m["tuned_qps_b1"], None, None, None,
-                         f"gain {m['recall_gain']:+.3f} vs tfrs default"])
+            rows.append([f"{c['n']:,}", c["kind"], f"matched b64 q/s: tuned @ L={m['tuned_leaves_to_search']}",
+                         m["tuned_recall"], m["tuned_qps_b1"], m["tuned_qps_b64"], None, None,
+                         f"gain {m['recall_gain']:+.3f} vs tfrs default ({m['default_recall']} at "
+                         f"{m['default_qps_b64']:.0f} q/s b64, same path)"])
 
     goals = []
     big = max((c["n"] for c in cases), default=0)
@@ -283,11 +297,13 @@ def main(argv=None) -> int:
         goals.append(goal(f"{tag}: tuned − tfrs-default recall@10 at matched q/s",
                           None if m is None else m["recall_gain"], f">= {MATCHED_GAIN_TARGET}",
                           None if m is None else m["recall_gain"] >= MATCHED_GAIN_TARGET,
-                          "" if m else "no tuned sweep point as fast as tfrs defaults"))
+                          "compared at batch-64 q/s" if m else "no tuned sweep point as fast as tfrs defaults"))
     write_result("ann", args.quick, started,
                  {"sizes": sizes, "kinds": kinds, "dim": DIM, "k": K, "num_queries": n_queries,
                   "num_clusters": NUM_CLUSTERS, "cluster_noise": CLUSTER_NOISE, "tfrs_default": TFRS_DEFAULT,
-                  "timing_budget_s": budget, "qps_method": "back-to-back calls of a tf.function, one thread"},
+                  "timing_budget_s": budget,
+                  "qps_method": "back-to-back calls of a traced concrete function from one Python thread "
+                                "(best of 3 runs); index rows call the layer, sweep rows ScaNN's override path"},
                  cases, goals, out_dir=args.out, table={"headers": headers, "rows": rows}, notes=notes)
     return 0
 

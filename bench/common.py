@@ -205,8 +205,8 @@ def render_table(out_dir: str = RESULTS_DIR) -> str:
         parts.append(f"\n### {name}{' (quick)' if d['quick'] else ''} — {d['seconds']} s\n")
         if table:
             parts.append(md_table(table["headers"], table["rows"]))
-        for note in d.get("notes", []):
-            parts.append(f"\n- {note}")
+        if d.get("notes"):
+            parts.append("\n" + "\n".join(f"- {note}" for note in d["notes"]))
     rows = []
     for name in BENCHES:
         for g in docs.get(name, {}).get("goals", []):

@@ -9,8 +9,10 @@ and 16, C = 1, 2, 4, 8: p50/p95/p99 latency and images/s. Then an open loop at 7
 request rate (gRPC and REST, batch 1): requests are released on a fixed schedule and latency counts
 from the scheduled time (queueing included), which is what "p99 at 70 % load" means.
 
-Model: --model-base-path/--model-name if given, else a cached demo model under bench/.cache (built
-once: `posters sample --n 120 --tfrecords` + the local pipeline with 1+1 epochs, in_memory Beam).
+Model: --model-base-path/--model-name if given (bench/run_all.py passes the model bench/pipeline.py
+pushed), else a cached demo model under bench/.cache (built once: `posters sample --n 120 --tfrecords`
++ the local pipeline with 1+1 epochs, in_memory Beam); in quick mode a stand-in model instead
+(ensure_standin_model: the real export module, ~20 s to build).
 
     python -m bench.serving [--quick] [--model-base-path DIR --model-name posters]
 """
@@ -60,6 +62,56 @@ def ensure_model(n_posters: int = 120) -> tuple[str, str]:
     if not latest_version_dir(base):
         raise RuntimeError(f"the demo pipeline pushed no model to {base} (not blessed?)")
     return base, MODEL_NAME
+
+
+STANDIN_BASE = os.path.join(CACHE_DIR, "standin_model", MODEL_NAME)
+
+
+def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
+    """Quick mode's model: the real export module (components.export.PosterServingModule + build_index,
+    saved as the Pusher would) around an untrained small_cnn, with the Transform graph replaced by
+    the same image ops it runs (components.preprocessing.encode_pixels) and a random catalogue. Same
+    request path and ops as a trained demo model (JPEG decode, resize, CNN, ScaNN); ~20 s to build."""
+    if latest_version_dir(STANDIN_BASE):
+        return STANDIN_BASE, MODEL_NAME
+    import numpy as np
+    import tensorflow as tf
+
+    from components.export import PosterServingModule, build_index
+    from components.model import build_model, embedding_model, get_backbone
+    from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
+    from pipeline.config import IndexConfig
+
+    h, w = get_backbone("small_cnn").image_size
+    num_genres = 5
+
+    class StandInTransform(tf.Module):
+        def __call__(self, feats):
+            out = {}
+            ref = feats.get(IMAGE_KEY, feats.get(MOVIE_ID_KEY))
+            n = tf.shape(tf.reshape(ref, [-1]))[0]
+            if IMAGE_KEY in feats:
+                out[IMAGE_XF] = encode_pixels(tf.reshape(feats[IMAGE_KEY], [-1]), h, w)
+            out[GENRES_XF] = tf.zeros([n, MAX_GENRES])
+            out[MOVIE_ID_KEY] = tf.reshape(feats[MOVIE_ID_KEY], [-1]) if MOVIE_ID_KEY in feats else tf.fill([n], "")
+            return out
+
+    model = build_model("small_cnn", "none", None, num_genres)
+    tower = embedding_model(model)
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((catalogue, 128)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ids = np.array([f"m{i}" for i in range(catalogue)], dtype=object)
+    index, _ = build_index(ids, emb, IndexConfig())
+    raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
+                MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+    module = PosterServingModule(StandInTransform(), model, tower, index, ids, emb, (h, w), raw_spec, num_genres)
+    signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
+    tmp = os.path.join(STANDIN_BASE, "1.tmp")
+    tf.saved_model.save(module, tmp, signatures=signatures,
+                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    os.replace(tmp, os.path.join(STANDIN_BASE, "1"))
+    return STANDIN_BASE, MODEL_NAME
 
 
 def find_jpeg(image: str | None) -> bytes:
@@ -226,15 +278,19 @@ def main(argv=None) -> int:
     if args._serve:
         return _serve_child(*args._serve)
     started = time.time()
+    standin = False
     if args.model_base_path:
         base, model_name = os.path.abspath(args.model_base_path), args.model_name
+    elif args.quick:
+        base, model_name = ensure_standin_model()
+        standin = True
     else:
         base, model_name = ensure_model()
     model_dir = latest_version_dir(base)
     if model_dir is None:
         raise SystemExit(f"no model version under {base}")
     jpeg = find_jpeg(args.image)
-    duration = 1.0 if args.quick else 4.0
+    duration = 0.7 if args.quick else 4.0
     batches = [1, 16]
     concurrency = [1, 4] if args.quick else [1, 2, 4, 8]
     modes = ["inprocess", "rest", "grpc"]
@@ -303,8 +359,12 @@ def main(argv=None) -> int:
              "benchmark process, one PosterClient each; in-process = SavedModel signature called from threads",
              "images/s column: open-loop rows show achieved requests/s instead",
              "server-side batching: not implemented in the local server (reported, not measured)"]
+    if standin:
+        notes.append("quick mode without --model-base-path: stand-in model (export module around an untrained "
+                     "small_cnn, Transform graph replaced by encode_pixels, 2,000 random catalogue vectors)")
     write_result("serving", args.quick, started,
-                 {"model_dir": model_dir, "model_name": model_name, "jpeg_bytes": len(jpeg), "batches": batches,
+                 {"model_dir": model_dir, "model_name": model_name, "standin_model": standin,
+                  "jpeg_bytes": len(jpeg), "batches": batches,
                   "clients": concurrency, "duration_s": duration, "modes": modes,
                   "open_loop_load": 0.7, "server_side_batching": "not implemented"},
                  results, goals, out_dir=args.out, extra_versions=("tensorflow-serving-api", "grpcio"),

@@ -196,8 +196,9 @@ class PosterServingModule(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def embed_examples(examples):
             xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
-            out = self.model(decode_pixels(xf[IMAGE_XF], h, w), training=False)
-            e = tf.math.l2_normalize(out["embedding"], axis=-1)
+            pixels = decode_pixels(xf[IMAGE_XF], h, w)
+            out = self.model(pixels, training=False)
+            e = self.tower(pixels, training=False)  # the served embedding (L2-normalised)
             _, index_ids = self.index(e)  # the served ANN answer …
             k = tf.shape(index_ids)[1]
             _, exact_rows = tf.math.top_k(tf.matmul(e, self.catalogue_emb, transpose_b=True), k=k)

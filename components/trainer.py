@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -82,11 +83,30 @@ def count_labels(feats: Features, patterns) -> dict[int, int]:
     return counts
 
 
+def augment(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
+    """Augmentations that keep posters posters: small random crops (90–100 %, resized back) and
+    colour jitter (brightness, contrast). No flips: titles would read backwards."""
+    b = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+    scale = tf.random.uniform([b, 1], 0.9, 1.0, seed=seed)
+    y0 = tf.random.uniform([b, 1], 0.0, 1.0, seed=seed) * (1.0 - scale)
+    x0 = tf.random.uniform([b, 1], 0.0, 1.0, seed=seed) * (1.0 - scale)
+    boxes = tf.concat([y0, x0, y0 + scale, x0 + scale], axis=1)
+    x = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(b), [h, w])
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    contrast = tf.random.uniform([b, 1, 1, 1], 0.85, 1.15, seed=seed)
+    brightness = tf.random.uniform([b, 1, 1, 1], -20.0, 20.0, seed=seed)
+    x = (x - mean) * contrast + mean + brightness
+    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+
+
 def genre_dataset(feats: Features, patterns, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
     ds = records(patterns)
     if shuffle:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
     ds = ds.batch(batch_size).map(feats.parse, num_parallel_calls=AUTOTUNE)
+    if shuffle and feats.cfg.augment:
+        ds = ds.map(lambda f: {**f, IMAGE_XF: augment(f[IMAGE_XF])}, num_parallel_calls=AUTOTUNE)
     return ds.map(lambda f: (f[IMAGE_XF], {model_lib.LOGIT_LAYER: f[GENRES_XF]})).prefetch(AUTOTUNE)
 
 
@@ -107,6 +127,8 @@ def pk_dataset(feats: Features, patterns, p: int, k: int, valid_labels: list[int
     ds = ds.shuffle(4 * p, seed=seed).batch(p, drop_remainder=True)
     ds = ds.map(lambda s, lab: (tf.reshape(s, [-1]), tf.reshape(lab, [-1])))
     ds = ds.map(lambda s, lab: (feats.parse(s)[IMAGE_XF], lab), num_parallel_calls=AUTOTUNE)
+    if feats.cfg.augment:
+        ds = ds.map(lambda x, lab: (augment(x), lab), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
@@ -149,6 +171,8 @@ def distribution_strategy() -> tf.distribute.Strategy:
     tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
     if len(tf_config.get("cluster", {}).get("worker", [])) + len(tf_config.get("cluster", {}).get("chief", [])) > 1:
         return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -159,6 +183,24 @@ def is_chief() -> bool:
     if not task or task.get("type") == "chief":
         return True
     return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+
+
+class Progress(tf.keras.callbacks.Callback):
+    """One readable line per epoch with the phase, metrics and an ETA for the phase."""
+
+    def __init__(self, phase: str, total_epochs: int):
+        super().__init__()
+        self.phase, self.total, self.durations, self.t_epoch = phase, total_epochs, [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t_epoch = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.durations.append(time.perf_counter() - self.t_epoch)
+        eta = float(np.mean(self.durations)) * (self.total - epoch - 1)
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        print(f"[trainer] {self.phase} epoch {epoch + 1}/{self.total}: {metrics} "
+              f"({self.durations[-1]:.1f} s, ETA {eta:.0f} s)", flush=True)
 
 
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
@@ -177,6 +219,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
     history: dict[str, list] = {}
 
     tb1 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase1_genres"), update_freq="epoch")
+    progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs)
     for start, end, n_blocks in _schedule_stages(cfg):
         opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
         print(f"[trainer] phase 1 epochs {start}-{end}: top {n_blocks} blocks open ({opened} layers)")
@@ -188,12 +231,15 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
                                                                       name="auc")]},
             )
         h = model.fit(train_ds, validation_data=eval_ds, epochs=end, initial_epoch=start,
-                      steps_per_epoch=steps, callbacks=[tb1], verbose=2)
+                      steps_per_epoch=steps, callbacks=[tb1, progress1], verbose=0)
         for key, vals in h.history.items():
             history.setdefault(f"phase1/{key}", []).extend(float(v) for v in vals)
 
     with strategy.scope():
         tower = model_lib.embedding_model(model)
+    if eval_files is not None:  # phase-1 embedding quality, to compare with phase 2 honestly
+        _, emb, gen = embed_dataset(tower, feats, eval_files)
+        history["phase1_eval"] = retrieval_report(emb, gen)
     counts = count_labels(feats, train_files)
     valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
     if cfg.phase2_epochs > 0 and len(valid) >= 2:
@@ -207,11 +253,28 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
             )
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
         print(f"[trainer] phase 2: {cfg.phase2_epochs} epochs × {steps2} steps of P×K = {p}×{cfg.batch_k}")
-        h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2], verbose=2)
+        progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)
+        h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2, progress2], verbose=0)
         history["phase2/loss"] = [float(v) for v in h.history["loss"]]
     else:
         print(f"[trainer] phase 2 skipped: {len(valid)} labels with ≥2 examples, epochs={cfg.phase2_epochs}")
     return model, tower, feats, history
+
+
+def scrambled_tower(tower: tf.keras.Model) -> tf.keras.Model:
+    """Test-only (config `scramble_embeddings`): a deliberately bad model whose embedding is random
+    noise seeded by the image's pixels — deterministic per poster, meaningless across posters —
+    so tests can prove the Evaluator's gate blocks a worse model."""
+
+    def noise(images):
+        seeds = tf.strings.to_hash_bucket_fast(
+            tf.map_fn(tf.io.serialize_tensor, images, fn_output_signature=tf.string), 2**31 - 1)
+        vecs = tf.map_fn(lambda s: tf.random.stateless_normal([tower.output.shape[-1]], tf.stack([s, s])),
+                         seeds, fn_output_signature=tf.float32)
+        return tf.math.l2_normalize(vecs, axis=-1)
+
+    out = tf.keras.layers.Lambda(noise, name="scrambled_embedding")(tower.input)
+    return tf.keras.Model(tower.input, out, name="scrambled_tower")
 
 
 def run_fn(fn_args):
@@ -222,6 +285,8 @@ def run_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = fn_args.model_run_dir
     model, tower, feats, history = train(cfg, tft_output, fn_args.train_files, fn_args.eval_files, log_dir)
+    if cfg.scramble_embeddings:
+        tower = scrambled_tower(tower)
 
     if not is_chief():  # multi-worker: only the chief evaluates and exports
         return

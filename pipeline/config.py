@@ -39,6 +39,7 @@ class GateConfig:
     min_recall_at_10: float = 0.5
     min_index_recall_at_10: float = 0.8
     max_recall_drop: float = 0.05
+    max_map_drop: float = 0.05  # MAP@R vs the last blessed model (more sensitive than recall@10)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class PipelineConfig:
     # [[epoch, n_top_blocks_trainable], ...]; -1 = every block. BatchNorm stays frozen.
     unfreeze_schedule: list[list[int]] = field(default_factory=lambda: [[0, 0], [1, 1], [2, 2]])
     batch_size: int = 32
+    augment: bool = True  # small crops + colour jitter in training (no flips)
 
     # Phase 2: metric learning on the embedding layer
     phase2_epochs: int = 3
@@ -74,6 +76,7 @@ class PipelineConfig:
     batch_k: int = 4  # examples per class
 
     seed: int = 42
+    scramble_embeddings: bool = False  # test-only: export noise embeddings to prove the gate blocks it
     index: IndexConfig = field(default_factory=IndexConfig)
     gates: GateConfig = field(default_factory=GateConfig)
 

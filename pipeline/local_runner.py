@@ -23,14 +23,14 @@ from pipeline.config import PipelineConfig, load_config  # noqa: E402
 SUMMARY = "run_summary.json"
 
 
-def run(cfg: PipelineConfig) -> dict:
+def run(cfg: PipelineConfig, until: str | None = None) -> dict:
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline
 
     os.makedirs(cfg.workdir, exist_ok=True)
     p = create_pipeline(
-        cfg, metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        cfg, until=until, metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             cfg.metadata_path))
     t0 = time.time()
     tfx.orchestration.LocalDagRunner().run(p)

@@ -71,6 +71,10 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
                     change_threshold=tfma.GenericChangeThreshold(
                         direction=higher, absolute={"value": -g.max_recall_drop}),
                 ),
+                "map@r": tfma.MetricThreshold(
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=higher, absolute={"value": -g.max_map_drop}),
+                ),
                 "index_recall@10": tfma.MetricThreshold(
                     value_threshold=tfma.GenericValueThreshold(lower_bound={"value": g.min_index_recall_at_10}),
                 ),
@@ -81,9 +85,10 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
 
 def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, metadata_connection_config=None,
-                    pipeline_root: str | None = None, data_root=None, serving_dir: str | None = None
-                    ) -> tfx.dsl.Pipeline:
-    """`data_root` may be a `RuntimeParameter` (Kubeflow); other overrides default to the config."""
+                    pipeline_root: str | None = None, data_root=None, serving_dir: str | None = None,
+                    until: str | None = None) -> tfx.dsl.Pipeline:
+    """`data_root` may be a `RuntimeParameter` (Kubeflow); other overrides default to the config.
+    `until="Transform"` stops after that component (runner comparisons, benchmarks)."""
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root if data_root is not None else cfg.data_root,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
@@ -123,6 +128,12 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         eval_config=eval_config(cfg),
         example_splits=["eval"],
     )
+    if cfg.beam_runner == "DirectRunner" and cfg.beam_direct_running_mode != "in_memory":
+        # Worker processes spawned by multi_processing never `import scann`, so TFMA could not load
+        # a ScaNN export there ("Op type not registered 'Scann>TensorsToScann'"). The Evaluator runs
+        # in-process (later flags win); distributed runners use the pipeline image, which imports
+        # scann at interpreter start (kubeflow/Dockerfile).
+        evaluator.with_beam_pipeline_args(["--direct_running_mode=in_memory"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
@@ -131,6 +142,11 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
                   model_resolver, evaluator, pusher]
+    if until:
+        ids = [c.id for c in components]
+        if until not in ids:
+            raise ValueError(f"until={until!r}: not a component of this pipeline ({ids})")
+        components = components[: ids.index(until) + 1]
     return tfx.dsl.Pipeline(
         pipeline_name=cfg.pipeline_name,
         pipeline_root=pipeline_root or cfg.pipeline_root,

@@ -94,6 +94,9 @@ def gate(candidate: dict, baseline: dict | None, g: GateConfig) -> list[dict]:
         diff = candidate["recall@10"] - baseline["recall@10"]
         checks.append({"check": "recall@10 - baseline >= -max_recall_drop", "value": diff,
                        "threshold": -g.max_recall_drop, "ok": diff >= -g.max_recall_drop})
+        diff = candidate["map@r"] - baseline["map@r"]
+        checks.append({"check": "map@r - baseline >= -max_map_drop", "value": diff,
+                       "threshold": -g.max_map_drop, "ok": diff >= -g.max_map_drop})
     return checks
 
 

@@ -4,6 +4,7 @@
 # GALLERY_DIR holds index.html; OUT_PNG gets a WIDTHxHEIGHT screenshot (default 1400x2400, env
 # WINDOW_SIZE=W,H); DOM_OUT (optional) gets the DOM after load (`--dump-dom`), whose <body> carries
 # data-images / data-broken (count of images that failed to load) set by the page's own script.
+# PNG_COLOURS=256 shrinks the PNG ~5x with a palette (for docs/gallery.png in the repository).
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 GALLERY_DIR OUT_PNG [DOM_OUT]" >&2
@@ -26,6 +27,15 @@ flags=(--headless --disable-gpu --no-sandbox --hide-scrollbars --no-first-run --
 rm -f "$out"
 "$chromium" "${flags[@]}" --screenshot="$out" "file://$gallery/index.html" >/dev/null 2>&1 || true
 [ -s "$out" ] || { echo "error: chromium wrote no screenshot to $out" >&2; exit 1; }
+if [ -n "${PNG_COLOURS:-}" ]; then
+  "$here/../.venv/bin/python" - "$out" "$PNG_COLOURS" <<'EOF'
+import sys
+from PIL import Image
+path, colours = sys.argv[1], int(sys.argv[2])
+im = Image.open(path).convert("RGB")
+im.quantize(colors=colours, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
+EOF
+fi
 if [ -n "$dom" ]; then
   "$chromium" "${flags[@]}" --dump-dom "file://$gallery/index.html" >"$dom" 2>/dev/null
   [ -s "$dom" ] || { echo "error: chromium dumped no DOM" >&2; exit 1; }
