@@ -46,12 +46,17 @@ def records(patterns) -> tf.data.Dataset:
 class Features:
     """Parses transformed examples into (uint8 images, labels) for one config + vocabulary."""
 
-    def __init__(self, cfg: PipelineConfig, tft_output: tft.TFTransformOutput):
+    def __init__(self, cfg: PipelineConfig, spec: dict, genres: list[str]):
         self.cfg = cfg
         self.h, self.w = image_size(cfg)
-        self.spec = tft_output.transformed_feature_spec()
-        self.genres = [g.decode() for g in tft_output.vocabulary_by_name(GENRE_VOCAB)]
-        self.num_genres = len(self.genres)
+        self.spec = spec
+        self.genres = genres
+        self.num_genres = len(genres)
+
+    @classmethod
+    def from_transform(cls, cfg: PipelineConfig, tft_output: tft.TFTransformOutput) -> Features:
+        genres = [g.decode() for g in tft_output.vocabulary_by_name(GENRE_VOCAB)]
+        return cls(cfg, tft_output.transformed_feature_spec(), genres)
 
     def parse(self, serialized):
         f = tf.io.parse_example(serialized, self.spec)
@@ -151,6 +156,10 @@ def retrieval_report(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10)) -> dict
     return out
 
 
+def triplet_loss(cfg: PipelineConfig) -> tf.keras.losses.Loss:
+    return tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular")
+
+
 def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
     """[(start_epoch, end_epoch, n_blocks)] from `unfreeze_schedule`, clipped to phase1_epochs."""
     sched = sorted(cfg.unfreeze_schedule or [[0, -1]])
@@ -206,7 +215,7 @@ class Progress(tf.keras.callbacks.Callback):
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
     """Both phases; returns (full model, embedding tower, Features, history dict)."""
     tf.keras.utils.set_random_seed(cfg.seed)
-    feats = Features(cfg, tft_output)
+    feats = Features.from_transform(cfg, tft_output)
     strategy = distribution_strategy()
     with strategy.scope():
         model = model_lib.build_model(
@@ -247,10 +256,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         pk = pk_dataset(feats, train_files, p, cfg.batch_k, valid, cfg.seed)
         steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k)))
         with strategy.scope():
-            tower.compile(
-                optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr),
-                loss=tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular"),
-            )
+            tower.compile(optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr), loss=triplet_loss(cfg))
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
         print(f"[trainer] phase 2: {cfg.phase2_epochs} epochs × {steps2} steps of P×K = {p}×{cfg.batch_k}")
         progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)

@@ -1,0 +1,77 @@
+"""Trainer pieces: unfreeze schedule, P×K batches, the triplet loss, augmentation."""
+import numpy as np
+import tensorflow as tf
+
+from components import trainer
+from components.preprocessing import GENRES_XF, IMAGE_XF, MOVIE_ID_KEY, PRIMARY_XF
+from pipeline.config import load_config
+
+H, W = 24, 16
+
+
+def _write_transformed(path, labels, num_genres=4):
+    """A GZIP TFRecord in the Transform output layout (serialised uint8 pixels, multi-hot, primary)."""
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
+        for i, lab in enumerate(labels):
+            pixels = np.full((H, W, 3), i % 255, np.uint8)
+            multi = np.zeros(num_genres, np.float32)
+            multi[lab] = 1
+            raw = tf.io.serialize_tensor(pixels).numpy()
+            feat = {
+                IMAGE_XF: tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw])),
+                GENRES_XF: tf.train.Feature(float_list=tf.train.FloatList(value=multi)),
+                PRIMARY_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[lab])),
+                MOVIE_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"m{i}".encode()])),
+            }
+            w.write(tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString())
+
+
+def _features(cfg, num_genres=4):
+    spec = {IMAGE_XF: tf.io.FixedLenFeature([], tf.string), GENRES_XF: tf.io.FixedLenFeature([num_genres], tf.float32),
+            PRIMARY_XF: tf.io.FixedLenFeature([], tf.int64), MOVIE_ID_KEY: tf.io.FixedLenFeature([], tf.string)}
+    return trainer.Features(cfg, spec, [f"g{i}" for i in range(num_genres)])
+
+
+def test_pk_batches_hold_k_of_each_label(tmp_path):
+    labels = [0] * 9 + [1] * 7 + [2] * 5 + [3] * 1  # label 3 has no positive: excluded
+    _write_transformed(tmp_path / "t.gz", labels)
+    cfg = load_config(None, [f"image_size=[{H}, {W}]", "augment=false"])
+    feats = _features(cfg)
+    ds = trainer.pk_dataset(feats, [str(tmp_path / "t.gz")], p=3, k=2, valid_labels=[0, 1, 2], seed=0)
+    for images, labs in ds.take(20):
+        assert images.shape == (6, H, W, 3)
+        values, counts = np.unique(labs.numpy(), return_counts=True)
+        assert 3 not in values and (counts >= 2).all() and counts.sum() == 6
+
+
+def test_schedule_stages_follow_the_config():
+    cfg = load_config(None, ["phase1_epochs=5", "unfreeze_schedule=[[1, 2], [3, -1]]"])
+    assert trainer._schedule_stages(cfg) == [(0, 1, 0), (1, 3, 2), (3, 5, -1)]
+    cfg = load_config(None, ["phase1_epochs=2", "unfreeze_schedule=[[0, 1], [4, -1]]"])
+    assert trainer._schedule_stages(cfg) == [(0, 2, 1)]
+
+
+def test_triplet_loss_is_tfa_angular_semi_hard_with_configured_margin():
+    import tensorflow_addons as tfa
+
+    loss = trainer.triplet_loss(load_config(None, ["triplet_margin=0.3"]))
+    assert isinstance(loss, tfa.losses.TripletSemiHardLoss)
+    assert loss.get_config()["margin"] == 0.3 and loss.get_config()["distance_metric"] == "angular"
+
+
+def test_combo_labels_encode_the_exact_genre_set():
+    cfg = load_config(None, ["label_strategy=combo"])
+    feats = _features(cfg)
+    f = {GENRES_XF: tf.constant([[1, 0, 1, 0], [0, 0, 1, 1], [1, 0, 1, 0]], tf.float32),
+         PRIMARY_XF: tf.constant([0, 2, 2], tf.int64)}
+    labels = feats.triplet_label(f).numpy()
+    assert labels[0] == labels[2] != labels[1]
+    assert _features(load_config(None, [])).triplet_label(f).numpy().tolist() == [0, 2, 2]
+
+
+def test_augmentation_keeps_shape_and_never_flips():
+    img = np.zeros((2, H, W, 3), np.uint8)
+    img[:, :, : W // 2] = 200  # bright left half
+    out = trainer.augment(tf.constant(img), seed=1).numpy()
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert (out[:, :, :4].mean() > out[:, :, -4:].mean() + 100)  # left stays left
