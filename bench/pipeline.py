@@ -38,14 +38,24 @@ from pipeline.config import load_config
 from pipeline.local_runner import run
 cfg = load_config(sys.argv[1], json.loads(sys.argv[2]), data_root=sys.argv[3], workdir=sys.argv[4])
 if sys.argv[5] == "transform_only":
+    # the first four nodes of pipeline.pipeline.create_pipeline, built fresh (nodes taken from the full
+    # pipeline keep references to their downstream nodes, which TFX rejects)
     from tfx import v1 as tfx
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import MODULE_PREPROCESSING, module_config
     conn = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
-    full = create_pipeline(cfg, metadata_connection_config=conn)
-    keep = [c for c in full.components if type(c).__name__ in
-            ("ImportExampleGen", "StatisticsGen", "SchemaGen", "Transform")]
-    p = tfx.dsl.Pipeline(pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root, components=keep,
-                         enable_cache=False, metadata_connection_config=conn,
+    eg = tfx.components.ImportExampleGen(
+        input_base=cfg.data_root,
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
+            splits=[tfx.proto.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
+                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.eval_buckets)],
+            partition_feature_name="movie_id")))
+    sg = tfx.components.StatisticsGen(examples=eg.outputs["examples"])
+    sc = tfx.components.SchemaGen(statistics=sg.outputs["statistics"], infer_feature_shape=True)
+    tr = tfx.components.Transform(examples=eg.outputs["examples"], schema=sc.outputs["schema"],
+                                  preprocessing_fn=MODULE_PREPROCESSING, custom_config=module_config(cfg, "transform"))
+    p = tfx.dsl.Pipeline(pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
+                         components=[eg, sg, sc, tr], enable_cache=False, metadata_connection_config=conn,
                          beam_pipeline_args=cfg.beam_pipeline_args())
     tfx.orchestration.LocalDagRunner().run(p)
 else:
@@ -116,6 +126,8 @@ def main(argv=None) -> int:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--sizes", default=None, help="comma-separated poster counts (default 500,2000; quick 60)")
     p.add_argument("--no-compare", action="store_true", help="skip the Transform in_memory comparison")
+    p.add_argument("--reuse-runs", action="store_true",
+                   help="take the full-pipeline runs from the existing <out>/pipeline.json, run only the comparison")
     args = p.parse_args(argv)
     started = time.time()
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([] if args.quick else [500, 2000])
@@ -123,7 +135,17 @@ def main(argv=None) -> int:
     runs, goals, notes = [], [], []
     if not sizes:
         notes.append("quick mode: pipeline run skipped (pass --sizes 60 to run 60 posters)")
-    for n in sizes:
+    if args.reuse_runs:
+        import json
+
+        with open(os.path.join(args.out, "pipeline.json")) as f:
+            prev = json.load(f)
+        runs = prev["results"]["runs"]
+        sizes = [r["posters"] for r in runs]
+        started = time.time() - prev["seconds"]  # keep the recorded duration of the reused runs
+        notes.append(f"full-pipeline runs reused from the run started {prev['started']}; "
+                     "Transform comparison run afterwards")
+    for n in ([] if args.reuse_runs else sizes):
         data = ensure_data(n)
         workdir = QUICK_WORKDIR if args.quick else os.path.join(PIPE_DIR, f"wd_{n}")
         r = run_pipeline(data, workdir, quick_overrides if args.quick else [])
