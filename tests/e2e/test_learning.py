@@ -40,3 +40,4 @@ def test_trained_embedding_beats_random_and_is_reported_against_untrained(traine
     assert trained["recall@1"] >= random["recall@1"] + 0.2
     assert trained["map@r"] >= random["map@r"] + 0.15
     assert trained["embedding_std"] > 1e-3  # not collapsed
+
