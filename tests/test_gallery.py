@@ -111,7 +111,10 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
     queries = 4
     out = tmp_path / "gallery"
     catalog = os.path.join(trained_model["data"], "*.tfrecord*")
-    summary_path = os.path.join(trained_model["workdir"], "run_summary.json")
+    # the fixture's own summary: later tests may re-run the pipeline in the same workdir
+    summary_path = str(tmp_path / "run_summary.json")
+    with open(summary_path, "w") as f:
+        json.dump(trained_model["summary"], f)
     rc = cli(["gallery", "--server", f"127.0.0.1:{served.rest_port}", "--model-name", served.model_name,
               "--catalog", catalog, "--out", str(out), "--queries", str(queries), "--metrics", summary_path])
     assert rc == 0
