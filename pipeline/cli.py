@@ -51,6 +51,12 @@ def _gallery(args: argparse.Namespace) -> int:
     return gallery.main(args)
 
 
+def _bench(args: argparse.Namespace, extra: list[str]) -> int:
+    from bench import run_all
+
+    return run_all.main(extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posters", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -120,11 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed of the deterministic choice of sample posters")
     s.set_defaults(func=_gallery)
 
+    s = sub.add_parser("bench", help="benchmarks (bench/run_all.py): --quick, --only ann,serving,…",
+                       add_help=False)
+    s.set_defaults(func=_bench)
+
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if args.command == "bench":
+        return int(_bench(args, extra) or 0)
+    if extra:
+        build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)
 
 
