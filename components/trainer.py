@@ -221,7 +221,8 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         model = model_lib.build_model(
             cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
         )
-    n_train = sum(count_labels(feats, train_files).values())
+    counts = count_labels(feats, train_files)  # one pass over the labels: epoch length + P×K classes
+    n_train = sum(counts.values())
     steps = max(1, math.ceil(n_train / cfg.batch_size))
     train_ds = genre_dataset(feats, train_files, cfg.batch_size, True, cfg.seed)
     eval_ds = genre_dataset(feats, eval_files, cfg.batch_size, False, cfg.seed)
@@ -249,7 +250,6 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
     if eval_files is not None:  # phase-1 embedding quality, to compare with phase 2 honestly
         _, emb, gen = embed_dataset(tower, feats, eval_files)
         history["phase1_eval"] = retrieval_report(emb, gen)
-    counts = count_labels(feats, train_files)
     valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
     if cfg.phase2_epochs > 0 and len(valid) >= 2:
         p = min(cfg.batch_p, len(valid))
