@@ -9,49 +9,18 @@ import argparse
 import sys
 
 
-def _sample(args: argparse.Namespace) -> int:
-    from pipeline import sample_data
+def _lazy(module: str):
+    """A subcommand handler that imports `module` only when that subcommand runs."""
 
-    return sample_data.main(args)
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
 
+        return importlib.import_module(module).main(args)
 
-def _import(args: argparse.Namespace) -> int:
-    from pipeline import ingest
-
-    return ingest.main(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from pipeline import local_runner
-
-    return local_runner.main(args)
+    return handler
 
 
-def _validate(args: argparse.Namespace) -> int:
-    from pipeline import validate
-
-    return validate.main(args)
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from serving import local_server
-
-    return local_server.main(args)
-
-
-def _query(args: argparse.Namespace) -> int:
-    from serving import client
-
-    return client.main(args)
-
-
-def _gallery(args: argparse.Namespace) -> int:
-    from serving import gallery
-
-    return gallery.main(args)
-
-
-def _bench(args: argparse.Namespace, extra: list[str]) -> int:
+def _bench(extra: list[str]) -> int:
     from bench import run_all
 
     return run_all.main(extra)
@@ -67,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="200x300", help="WxH of each poster (2:3 portrait)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--tfrecords", action="store_true", help="also write TFRecords (data contract)")
-    s.set_defaults(func=_sample)
+    s.set_defaults(func=_lazy("pipeline.sample_data"))
 
     s = sub.add_parser("import", help="import a poster CSV + image folder into TFRecords")
     s.add_argument("--csv", required=True, help="our CSV (movie_id,title,year,genres,poster) or Kaggle MovieGenre.csv")
@@ -76,21 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", type=int, default=4)
     s.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecords")
     s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
-    s.set_defaults(func=_import)
+    s.set_defaults(func=_lazy("pipeline.ingest"))
 
     s = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")
     s.add_argument("--data", required=True, help="folder of TFRecords in the data contract")
     s.add_argument("--workdir", required=True, help="pipeline root, metadata.sqlite and serving_model/")
     s.add_argument("--config", help="YAML/JSON config file (defaults: pipeline/config.py)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    s.set_defaults(func=_run)
+    s.set_defaults(func=_lazy("pipeline.local_runner"))
 
     s = sub.add_parser("validate", help="CD gate: retrieval metrics + thresholds; exit 0 pass, 1 fail, 2 bad input")
     s.add_argument("--model", required=True, help="exported SavedModel directory")
     s.add_argument("--examples", required=True, help="glob of TFRecord files (data contract)")
     s.add_argument("--baseline", help="baseline SavedModel for the change threshold")
     s.add_argument("--thresholds", help="YAML/JSON file of thresholds (defaults from the config)")
-    s.set_defaults(func=_validate)
+    s.set_defaults(func=_lazy("pipeline.validate"))
 
     s = sub.add_parser("serve", help="serve a versioned model base path with TF Serving's REST + gRPC API")
     s.add_argument("--model-base-path", required=True)
@@ -102,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tfserving = exec tensorflow_model_server (must be on PATH)")
     s.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
     s.add_argument("--max-body-bytes", type=int, default=16 << 20, help="REST request size limit (413 above)")
-    s.set_defaults(func=_serve)
+    s.set_defaults(func=_lazy("serving.local_server"))
 
     s = sub.add_parser("query", help="query a running server: similar posters, style mix, recommendations")
     s.add_argument("images", nargs="*", help="poster image files")
@@ -113,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST")
     s.add_argument("--model-name", default="posters")
     s.add_argument("--catalog", help="TFRecords glob to show titles/genres for ids")
-    s.set_defaults(func=_query)
+    s.set_defaults(func=_lazy("serving.client"))
 
     s = sub.add_parser("gallery", help="HTML gallery (+PNG contact sheet) of neighbours from the served model")
     s.add_argument("--server", default="localhost:8501")
@@ -124,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", help="metrics/gate JSON to show at the top")
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST (--server is the gRPC port)")
     s.add_argument("--seed", type=int, default=0, help="seed of the deterministic choice of sample posters")
-    s.set_defaults(func=_gallery)
+    s.set_defaults(func=_lazy("serving.gallery"))
 
     s = sub.add_parser("bench", help="benchmarks (bench/run_all.py): --quick, --only ann,serving,…",
                        add_help=False)
-    s.set_defaults(func=_bench)
+    s.set_defaults(func=None)
 
     return p
 
@@ -136,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if args.command == "bench":
-        return int(_bench(args, extra) or 0)
+        return int(_bench(extra) or 0)
     if extra:
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
     return int(args.func(args) or 0)
