@@ -14,12 +14,15 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def retrieval_scores(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10), chunk: int = 1024) -> dict[str, float]:
-    """recall@k (any top-k neighbour shares a genre), precision@k and MAP@R ("A Metric Learning
-    Reality Check", Musgrave et al. 2020), each query excluded from its own neighbours."""
+    """recall@k (any top-k neighbour shares a genre), ir_recall@k (the share of a query's relevant
+    posters found in its top k: information-retrieval recall, which does not saturate when most
+    posters share a genre with someone), precision@k and MAP@R ("A Metric Learning Reality Check",
+    Musgrave et al. 2020), each query excluded from its own neighbours."""
     emb = _normalise(emb)
     rel_all = np.asarray(genres, np.float32) > 0
     n = len(emb)
-    out = {f"recall@{k}": 0.0 for k in ks} | {f"precision@{k}": 0.0 for k in ks} | {"map@r": 0.0}
+    out = ({f"recall@{k}": 0.0 for k in ks} | {f"ir_recall@{k}": 0.0 for k in ks}
+           | {f"precision@{k}": 0.0 for k in ks} | {"map@r": 0.0})
     if n < 2:
         return out | {"num_queries": float(n)}
     kmax = min(max(ks), n - 1)
@@ -37,6 +40,10 @@ def retrieval_scores(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10), chunk: 
             out[f"recall@{k}"] += float(top_rel[:, :kk].any(axis=1).sum())
             out[f"precision@{k}"] += float(top_rel[:, :kk].mean(axis=1).sum())
         r_counts = relevant.sum(axis=1)
+        has_rel = r_counts > 0
+        for k in ks:
+            found = top_rel[:, :min(k, kmax)].sum(axis=1)
+            out[f"ir_recall@{k}"] += float((found[has_rel] / r_counts[has_rel]).sum())
         for row in range(hi - lo):
             r = int(r_counts[row])
             if r == 0:
@@ -46,7 +53,9 @@ def retrieval_scores(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10), chunk: 
             map_sum += float((prec * rel_r).sum() / r)
             map_count += 1
     for key in list(out):
-        if key != "map@r":
+        if key.startswith("ir_recall@"):
+            out[key] /= max(map_count, 1)  # queries with at least one relevant poster
+        elif key != "map@r":
             out[key] /= n
     out["map@r"] = map_sum / max(map_count, 1)
     out["num_queries"] = float(n)
@@ -119,7 +128,8 @@ if tfma is not None:
     def _retrieval_computations(name="retrieval", eval_config=None, model_name="", output_name="",
                                 sub_key=None, aggregation_type=None, class_weights=None,
                                 example_weighted=False):
-        names = [f"recall@{k}" for k in RETRIEVAL_KS] + [f"precision@{k}" for k in RETRIEVAL_KS] + ["map@r"]
+        names = ([f"recall@{k}" for k in RETRIEVAL_KS] + [f"ir_recall@{k}" for k in RETRIEVAL_KS]
+                 + [f"precision@{k}" for k in RETRIEVAL_KS] + ["map@r"])
         # example_weighted=None: these are unweighted by construction, and MetricsSpec.thresholds
         # look metrics up with example_weighted=None.
         keys = {n: metric_types.MetricKey(name=n, model_name=model_name, output_name=output_name, example_weighted=None)

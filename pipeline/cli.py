@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", default="200x300", help="WxH of each poster (2:3 portrait)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--tfrecords", action="store_true", help="also write TFRecords (data contract)")
+    s.add_argument("--palette", choices=("graded", "genre"), default="graded",
+                   help="graded (default): colour grades hide each genre's colours; genre: genres in their own colours")
     s.set_defaults(func=_lazy("pipeline.sample_data"))
 
     s = sub.add_parser("import", help="import a poster CSV + image folder into TFRecords")

@@ -1,8 +1,14 @@
 """`posters sample`: deterministic synthetic movie posters with a visual language per genre.
 
 Why: the pipeline, the tests and the demo need a catalogue that exists offline, is small, and
-carries a learnable signal (genre → palette, composition, motifs, typography) without being
+carries a learnable signal (genre → composition, motifs, typography, palette) without being
 trivial (1–3 blended genres, random titles, layout jitter, noise, near-duplicate "series").
+
+Colour grades (`palette="graded"`, the default): most posters get a channel swap and some a
+negative-print look, so colour alone no longer names the genre. Measured why (issue 3): with
+`palette="genre"` an *untrained* random CNN already ranks as well as an oracle that knows each
+poster's primary genre (its pooled features are a colour histogram), so training could not show
+what it learns; graded posters need motifs and composition, which only a trained network sees.
 
 Only numpy + Pillow; every random draw comes from `np.random.default_rng` seeded by `--seed`,
 and the title font is Pillow's bundled default, so the same seed gives byte-identical files.
@@ -31,6 +37,10 @@ CSV_NAME = "posters.csv"
 CSV_COLUMNS = ("movie_id", "title", "year", "genres", "poster")
 TFRECORD_DIR = "tfrecords"
 JPEG_QUALITY = 90
+PALETTES = ("graded", "genre")
+GRADE_P = 0.8  # share of posters re-graded (channel swap) ...
+NEGATIVE_P = 0.4  # ... and of those, printed as a negative
+_SWAPS = ((0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))  # every channel order but RGB
 
 Color = tuple[int, int, int]
 
@@ -636,10 +646,27 @@ def plan_catalogue(n: int, seed: int) -> list[Plan]:
     return plans
 
 
+def colour_grade(img: Image.Image, design_seed: int) -> Image.Image:
+    """The designer's colour grade: a channel swap (orange-and-black becomes blue-and-black) for
+    GRADE_P of posters, a negative print for NEGATIVE_P of those. Seeded by the design alone, so a
+    series shares its grade, and drawn from its own stream, so `palette="genre"` posters are
+    unchanged by its existence."""
+    rng = np.random.default_rng([design_seed, 0xC010])
+    if rng.random() >= GRADE_P:
+        return img
+    arr = np.asarray(img)[..., list(_SWAPS[int(rng.integers(len(_SWAPS)))])]
+    if rng.random() < NEGATIVE_P:
+        arr = 255 - arr
+    return Image.fromarray(np.ascontiguousarray(arr), "RGB")
+
+
 def render_poster(genres: list[str], title: str, size: tuple[int, int], design_seed: int,
-                  jitter_seed: int | None = None) -> Image.Image:
+                  jitter_seed: int | None = None, palette: str = "graded") -> Image.Image:
     """Paint one poster. Same `design_seed` = same layout/palette; `jitter_seed` adds the small
-    differences between members of a series (shift, zoom, colour cast)."""
+    differences between members of a series (shift, zoom, colour cast). `palette="genre"` skips the
+    colour grade (every genre in its own colours)."""
+    if palette not in PALETTES:
+        raise ValueError(f"palette must be one of {PALETTES}, got {palette!r}")
     w, h = size
     rng = np.random.default_rng(design_seed)
     img = Image.new("RGB", (w, h))
@@ -657,6 +684,8 @@ def render_poster(genres: list[str], title: str, size: tuple[int, int], design_s
     _draw_title(img, title, GENRES[genres[0]].title, rng)
     mean = np.asarray(img.resize((8, 12))).mean()
     _draw_credits(img, rng, dark_text=mean > 140)
+    if palette == "graded":
+        img = colour_grade(img, design_seed)
     # print/scan variation: contrast, colour cast and grain (a sequel shares the first two, roughly)
     contrast = rng.uniform(0.92, 1.08)
     cast = rng.integers(-12, 13, size=3).astype(np.float32)
@@ -676,7 +705,7 @@ def _encode_jpeg(img: Image.Image) -> bytes:
 
 
 def generate(out_dir: str | os.PathLike, n: int, size: tuple[int, int] = (200, 300), seed: int = 0,
-             tfrecords: bool = False, progress: bool = False) -> list[dict[str, Any]]:
+             tfrecords: bool = False, progress: bool = False, palette: str = "graded") -> list[dict[str, Any]]:
     """Write `n` posters + `posters.csv` into `out_dir` (and `tfrecords/` shards if asked).
 
     Returns one dict per poster: movie_id, title, year, genres (list), poster (file name relative to
@@ -686,6 +715,8 @@ def generate(out_dir: str | os.PathLike, n: int, size: tuple[int, int] = (200, 3
         raise ValueError("n must be >= 1")
     if seed < 0:
         raise ValueError("seed must be >= 0")
+    if palette not in PALETTES:
+        raise ValueError(f"palette must be one of {PALETTES}, got {palette!r}")
     w, h = int(size[0]), int(size[1])
     if w < 32 or h < 48:
         raise ValueError(f"poster size {w}x{h} is too small (min 32x48)")
@@ -701,7 +732,7 @@ def generate(out_dir: str | os.PathLike, n: int, size: tuple[int, int] = (200, 3
         it = tqdm(plans, desc="posters", unit="poster", leave=False)
     for p in it:
         jitter = (seed * 1_000_003 + p.member * 7919 + p.design_seed) if p.member else None
-        img = render_poster(p.genres, p.title, (w, h), p.design_seed, jitter_seed=jitter)
+        img = render_poster(p.genres, p.title, (w, h), p.design_seed, jitter_seed=jitter, palette=palette)
         data = _encode_jpeg(img)
         name = f"{p.movie_id}.jpg"
         (out / name).write_bytes(data)
@@ -741,7 +772,8 @@ def main(args: argparse.Namespace) -> int:
             print(f"posters sample: warning: {w}x{h} is not 2:3 portrait (movie posters are ~2:3)",
                   file=sys.stderr)
         t0 = time.perf_counter()
-        records = generate(args.out, args.n, (w, h), args.seed, tfrecords=args.tfrecords, progress=True)
+        records = generate(args.out, args.n, (w, h), args.seed, tfrecords=args.tfrecords, progress=True,
+                           palette=args.palette)
     except ValueError as e:
         print(f"posters sample: error: {e}", file=sys.stderr)
         return 2
@@ -749,5 +781,6 @@ def main(args: argparse.Namespace) -> int:
     series = {r["series"] for r in records if r["series"]}
     extra = f" + TFRecords in {os.path.join(args.out, TFRECORD_DIR)}" if args.tfrecords else ""
     print(f"wrote {len(records)} posters {w}x{h} ({len(genres)} genres, {len(series)} series, "
-          f"seed {args.seed}) + {CSV_NAME} to {args.out}{extra} in {time.perf_counter() - t0:.1f} s")
+          f"seed {args.seed}, {args.palette} palette) + {CSV_NAME} to {args.out}{extra} "
+          f"in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -7,9 +7,11 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Small but real: enough posters per genre for P×K batches and a ScaNN index (≥ 64 posters).
-E2E_POSTERS = 160
-E2E_OVERRIDES = ["phase1_epochs=2", "phase2_epochs=2", "beam_direct_running_mode=in_memory", "batch_size=32"]
+# The demo's catalogue size and training schedule (configs/demo.yaml), on another seed: the
+# learning test checks the demo's claim, and 400 posters are the fewest where small_cnn measurably
+# learns on colour-graded posters (160 and 240 did not, in 20+10 epochs).
+E2E_POSTERS = 400
+E2E_OVERRIDES = ["beam_direct_running_mode=in_memory"]
 
 
 @pytest.fixture(scope="session")

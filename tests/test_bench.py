@@ -12,7 +12,7 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHES = ("ann", "training", "pipeline", "serving")
+BENCHES = ("ann", "training", "pipeline", "serving", "learning")
 KEYS = {"name", "quick", "started", "seconds", "machine", "versions", "params", "results", "goals", "table", "notes"}
 
 
@@ -49,6 +49,8 @@ def test_bench_quick_writes_results(tmp_path):
     assert training["results"]["backbones"][0]["forward_gflops_per_image"] > 0
     pipeline = json.loads((out / "pipeline.json").read_text())  # quick mode skips the ~2 min pipeline run
     assert pipeline["results"]["runs"] == [] and any(g["met"] is None for g in pipeline["goals"])
+    learning = json.loads((out / "learning.json").read_text())  # quick mode skips the training runs
+    assert learning["results"] == [] and learning["goals"][0]["met"] is None
     table = (out / "README_table.md").read_text()
     for name in BENCHES:
         assert f"### {name}" in table

@@ -64,3 +64,25 @@ def test_tfma_combiner_merges_split_accumulators():
                                                                  fold([]), fold(inputs[30:])]))
     assert {k.name: v for k, v in whole.items()} == pytest.approx({k.name: v for k, v in parts.items()})
     assert {k.name for k in whole} >= {"recall@10", "precision@5", "map@r"}
+
+
+
+def test_ir_recall_matches_its_definition_and_does_not_saturate():
+    """ir_recall@k = |relevant ∩ top k| / |relevant|, averaged over queries with a relevant poster;
+    checked against a plain loop. Where nearly every poster shares a genre with someone, a random
+    ranking's recall@10 is ~1 while its ir_recall@10 stays at k / (n - 1)."""
+    rng = np.random.default_rng(0)
+    emb, genres = rng.normal(size=(60, 8)), (rng.random((60, 5)) > 0.75).astype(np.float32)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    per_query = []
+    for q in range(60):
+        others = [i for i in range(60) if i != q]
+        rel = {i for i in others if (genres[q] * genres[i]).sum() > 0}
+        if rel:
+            top = sorted(others, key=lambda i: -float(unit[q] @ unit[i]))[:5]
+            per_query.append(len(rel & set(top)) / len(rel))
+    assert retrieval_scores(emb, genres, ks=(5,))["ir_recall@5"] == pytest.approx(np.mean(per_query))
+
+    g = (rng.random((400, 3)) > 0.3).astype(np.float32)
+    r = retrieval_scores(rng.normal(size=(400, 16)), g, ks=(10,))
+    assert r["recall@10"] > 0.95 and abs(r["ir_recall@10"] - 10 / 399) < 0.01

@@ -1,43 +1,27 @@
-"""The trained embedding learns: compared on the held-out split with a random ranking and with the
-same network untrained; phase-1 vs phase-2 numbers are reported (printed) whichever wins."""
-import glob
-import json
-import os
-
-import numpy as np
+"""The trained embedding learns: on the held-out split of colour-graded sample posters it beats a
+random ranking and the same network untrained (best of three initialisations), with margins;
+phase-1 vs phase-2 numbers are printed (reported) whichever wins. Same comparison as
+`python -m bench.learning`, on the e2e fixture's pipeline run."""
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-def _newest(*parts):
-    return max(glob.glob(os.path.join(*parts, "*")), key=lambda p: int(os.path.basename(p)))
+def test_trained_embedding_beats_untrained_network_and_random_ranking(trained_model):
+    from bench.learning import MAP_MARGIN, format_rows, learning_rows
 
-
-def test_trained_embedding_beats_random_and_is_reported_against_untrained(trained_model):
-    import tensorflow as tf
-    import tensorflow_transform as tft
-
-    from components import model as model_lib
-    from components.trainer import Features, embed_dataset, retrieval_report
-
-    cfg, root = trained_model["config"], trained_model["config"].pipeline_root
-    report = json.load(open(os.path.join(trained_model["model_dir"], "assets.extra", "index_report.json")))
-    trained, phase1 = report["eval_retrieval"], report["training_history"]["phase1_eval"]
-    feats = Features.from_transform(cfg, tft.TFTransformOutput(_newest(root, "Transform", "transform_graph")))
-    eval_files = [os.path.join(_newest(root, "Transform", "transformed_examples"), "Split-eval", "*")]
-    tf.keras.utils.set_random_seed(0)
-    untrained_net = model_lib.build_model(cfg.backbone, "none", (feats.h, feats.w), feats.num_genres)
-    _, emb, genres = embed_dataset(model_lib.embedding_model(untrained_net), feats, eval_files)
-    untrained = retrieval_report(emb, genres)
-    random = retrieval_report(np.random.default_rng(0).normal(size=emb.shape), genres)
-    rows = {"random": random, "untrained": untrained, "phase 1": phase1, "phase 1+2": trained}
-    for name, r in rows.items():
-        print(f"{name:10s} " + " ".join(f"{m} {r[m]:.3f}" for m in ("recall@1", "recall@10", "precision@10", "map@r")))
-    # recall@10 saturates on a small eval split with 1–3 genres per poster: the sharper metrics
-    # (recall@1, MAP@R) carry the margin.
-    assert trained["recall@10"] >= random["recall@10"]
-    assert trained["recall@1"] >= random["recall@1"] + 0.2
-    assert trained["map@r"] >= random["map@r"] + 0.15
+    rows = learning_rows(trained_model["config"], trained_model["model_dir"])
+    print(f"\n{int(rows['untrained']['num_queries'])} held-out posters\n{format_rows(rows)}")
+    trained = rows["phase 1+2"]
+    for base in (rows["untrained"], rows["random"]):
+        # recall@10 (any top-10 neighbour shares a genre) is near 1 even for a random ranking here
+        # (~30 % of poster pairs share a genre): the trained net must miss no more often than either.
+        assert trained["recall@10"] >= base["recall@10"]
+        # ir_recall@10 (the share of relevant posters found in the top 10) does not saturate.
+        assert trained["ir_recall@10"] >= 1.5 * base["ir_recall@10"]
+        assert trained["ir_recall@10"] >= base["ir_recall@10"] + 0.08
+        assert trained["precision@10"] >= base["precision@10"] + 0.2
+        assert trained["map@r"] >= base["map@r"] + MAP_MARGIN
+        assert trained["recall@1"] >= base["recall@1"] + 0.1
+    assert trained["recall@10"] >= 0.97
     assert trained["embedding_std"] > 1e-3  # not collapsed
-
