@@ -6,6 +6,7 @@
 #              (images from $IMAGES, default: the CSV's folder)
 #   WORKDIR=   demo_out    pipeline root, metadata.sqlite, serving_model/, gallery/, logs/
 #   N=         400         number of synthetic posters (only when DATA is empty)
+#   PALETTE=   graded      synthetic posters' colours: graded (colour grades) or genre (see README)
 #   CONFIG=    configs/demo.yaml
 #   SET=       extra config overrides, space-separated key=value (passed as `posters run --set`)
 #
@@ -22,6 +23,7 @@ DATA=${DATA:-}
 CONFIG=${CONFIG:-configs/demo.yaml}
 SEED=${SEED:-0}
 SIZE=${SIZE:-200x300}
+PALETTE=${PALETTE:-graded}
 mkdir -p "$WORKDIR/logs"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 LOGS=$WORKDIR/logs
@@ -70,12 +72,12 @@ SAMPLE_DIR=
 if [ -z "$DATA" ]; then
   SAMPLE_DIR=$WORKDIR/data
   DATA_DIR=$SAMPLE_DIR/tfrecords
-  stamp="n=$N size=$SIZE seed=$SEED"
+  stamp="n=$N size=$SIZE seed=$SEED palette=$PALETTE"
   if [ -f "$SAMPLE_DIR/.demo-stamp" ] && [ "$(cat "$SAMPLE_DIR/.demo-stamp")" = "$stamp" ] && has_tfrecords "$DATA_DIR"; then
     echo "reusing $N sample posters in $SAMPLE_DIR"
   else
     rm -rf "$SAMPLE_DIR"
-    "$POSTERS" sample --out "$SAMPLE_DIR" --n "$N" --size "$SIZE" --seed "$SEED" --tfrecords
+    "$POSTERS" sample --out "$SAMPLE_DIR" --n "$N" --size "$SIZE" --seed "$SEED" --palette "$PALETTE" --tfrecords
     echo "$stamp" > "$SAMPLE_DIR/.demo-stamp"
   fi
 elif [ -d "$DATA" ]; then
