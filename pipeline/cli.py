@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tfserving = exec tensorflow_model_server (must be on PATH)")
     s.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
     s.add_argument("--max-body-bytes", type=int, default=16 << 20, help="REST request size limit (413 above)")
+    s.add_argument("--enable-batching", action="store_true",
+                   help="merge concurrent requests into batched calls (TF Serving's --enable_batching)")
+    s.add_argument("--batching-parameters-file", default=None,
+                   help="BatchingParameters text proto, e.g. serving/config/batching_parameters.txt")
     s.set_defaults(func=_lazy("serving.local_server"))
 
     s = sub.add_parser("query", help="query a running server: similar posters, style mix, recommendations")

@@ -26,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from serving.batching import Batcher, BatchingOptions, Overloaded
+
 log = logging.getLogger("posters.serving")
 
 DEFAULT_MAX_BODY_BYTES = 16 << 20
@@ -126,6 +128,15 @@ class LoadedModel:
             self.inputs[name] = dict(kwargs)
             self.outputs[name] = dict(fn.structured_outputs)
         self._sigdef_map = None
+        self.batcher: Batcher | None = None
+
+    def enable_batching(self, options: BatchingOptions) -> None:
+        self.batcher = Batcher(self._call, options)
+
+    def close(self) -> None:
+        """Answer what is queued for batching, then stop the batch threads."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     # -- metadata ---------------------------------------------------------------------------
     def signature_def_map(self):
@@ -163,19 +174,25 @@ class LoadedModel:
             )
 
     def run(self, signature: str, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Run one signature on numpy inputs (already in the declared dtype), return numpy outputs."""
-        tf = self.tf
+        """Run one signature on numpy inputs (already in the declared dtype), return numpy outputs.
+        Requests are checked one by one, then batched with others when batching is enabled."""
         self.check_names(signature, inputs)
-        fn = self.signatures[signature]
-        specs = self.inputs[signature]
-        tensors = {}
-        for k, spec in specs.items():
-            arr = inputs[k]
-            if not spec.shape.is_compatible_with(arr.shape):
+        for k, spec in self.inputs[signature].items():
+            if not spec.shape.is_compatible_with(inputs[k].shape):
                 raise RequestError(
-                    f"Input \"{k}\" has shape {list(arr.shape)}, signature expects {spec.shape}"
+                    f"Input \"{k}\" has shape {list(inputs[k].shape)}, signature expects {spec.shape}"
                 )
-            tensors[k] = tf.constant(arr, dtype=spec.dtype)
+        if self.batcher is None:
+            return self._call(signature, inputs)
+        try:
+            return self.batcher.run(signature, inputs)
+        except Overloaded as e:
+            raise RequestError(str(e), 503, "UNAVAILABLE") from None
+
+    def _call(self, signature: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        tf = self.tf
+        fn = self.signatures[signature]
+        tensors = {k: tf.constant(inputs[k], dtype=spec.dtype) for k, spec in self.inputs[signature].items()}
         try:
             out = fn(**tensors)
         except tf.errors.InvalidArgumentError as e:
@@ -280,6 +297,7 @@ class ModelServer:
         poll_seconds: float = 2.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         grpc_workers: int = 8,
+        batching: BatchingOptions | None = None,
     ):
         if not valid_model_name(model_name):
             raise ValueError(f"invalid model name {model_name!r} (allowed: letters, digits, _ . -; no '..')")
@@ -291,6 +309,7 @@ class ModelServer:
         self.poll_seconds = poll_seconds
         self.max_body_bytes = max_body_bytes
         self.grpc_workers = grpc_workers
+        self.batching = batching
         self._model: LoadedModel | None = None
         self._failed: dict[int, tuple] = {}
         self._load_lock = threading.Lock()
@@ -324,8 +343,12 @@ class ModelServer:
                           self.model_name, target, path, e, current.version if current else None)
                 return False
             self._failed.pop(target, None)
+            if self.batching is not None:
+                model.enable_batching(self.batching)
             # One reference swap: requests already running keep the old object until they finish.
             self._model = model
+            if current is not None:  # its queued requests are answered by its own batch threads
+                self._spawn(current.close, f"close-v{current.version}")
             log.info("serving %s version %d (%s signatures, loaded in %.2f s)",
                         self.model_name, target, len(model.signatures), time.perf_counter() - t0)
             return True
@@ -416,6 +439,8 @@ class ModelServer:
         if self._grpc is not None:
             self._grpc.stop(grace=1.0).wait()
             self._grpc = None
+        if self._model is not None:
+            self._model.close()
         for t in self._threads:
             t.join(timeout=5)
         self._threads.clear()
@@ -704,6 +729,10 @@ def _exec_tfserving(args: argparse.Namespace) -> int:
         f"--model_name={args.model_name}", f"--model_base_path={os.path.abspath(args.model_base_path)}",
         f"--file_system_poll_wait_seconds={max(1, int(round(args.poll_seconds)))}",
     ]
+    if getattr(args, "enable_batching", False):
+        argv.append("--enable_batching=true")
+        if args.batching_parameters_file:
+            argv.append(f"--batching_parameters_file={os.path.abspath(args.batching_parameters_file)}")
     sys.stdout.flush()
     os.execv(binary, argv)
     return 0  # pragma: no cover
@@ -721,10 +750,19 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if getattr(args, "engine", "local") == "tfserving":
         return _exec_tfserving(args)
+    batching = None
+    if getattr(args, "enable_batching", False):
+        try:
+            batching = (BatchingOptions.from_file(args.batching_parameters_file)
+                        if args.batching_parameters_file else BatchingOptions())
+        except (OSError, ValueError) as e:
+            print(f"error: --batching-parameters-file: {e}", file=sys.stderr)
+            return 2
     srv = ModelServer(
         args.model_base_path, args.model_name, rest_port=args.rest_port, grpc_port=args.grpc_port,
         host=args.host, poll_seconds=args.poll_seconds,
         max_body_bytes=getattr(args, "max_body_bytes", None) or DEFAULT_MAX_BODY_BYTES,
+        batching=batching,
     )
     try:
         srv.start()
@@ -738,6 +776,9 @@ def main(args: argparse.Namespace) -> int:
     print(f"serving {args.model_name} (version {version}) from {srv.base_path}", flush=True)
     print(f"REST: http://{srv.host}:{srv.rest_port}/v1/models/{args.model_name}", flush=True)
     print(f"gRPC: {srv.host}:{srv.grpc_port}", flush=True)
+    if batching is not None:
+        print(f"batching: up to {batching.max_batch_size} rows, {batching.batch_timeout_micros} µs timeout, "
+              f"{batching.num_batch_threads} threads", flush=True)
     while not done.wait(0.5):
         pass
     srv.stop()

@@ -2,7 +2,7 @@
 
 Nothing here can run TF Serving, Docker or a cluster (none on this machine); parsing is the check.
 The pip `tensorflow-serving-api` ships ModelServerConfig but not BatchingParameters or
-MonitoringConfig, so those two are mirrored from TF Serving 2.15's .proto files when missing.
+MonitoringConfig, so those two come from serving/tfs_protos.py (mirrors of TF Serving 2.15's .proto).
 """
 from __future__ import annotations
 
@@ -11,63 +11,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving.local_server import _PATH_RE
+from serving.tfs_protos import batching_parameters_cls, mirrored_protos, monitoring_config_cls
 
 SERVING = Path(__file__).resolve().parent.parent / "serving"
 CONFIG, K8S, DOCKER = SERVING / "config", SERVING / "k8s", SERVING / "docker"
-
-
-def _mirrored_protos() -> dict[str, type]:
-    """BatchingParameters / MonitoringConfig, field for field as in tensorflow_serving's .proto."""
-    F = descriptor_pb2.FieldDescriptorProto
-    pool = descriptor_pool.DescriptorPool()
-    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
-    fdp = descriptor_pb2.FileDescriptorProto(
-        name="posters_test/tf_serving_mirror.proto", package="tensorflow.serving", syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"])
-    bp = fdp.message_type.add(name="BatchingParameters")
-    for number, name in enumerate(["max_batch_size", "batch_timeout_micros", "max_enqueued_batches",
-                                   "num_batch_threads"], 1):
-        bp.field.add(name=name, number=number, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
-                     type_name=".google.protobuf.Int64Value")
-    bp.field.add(name="thread_pool_name", number=5, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
-                 type_name=".google.protobuf.StringValue")
-    bp.field.add(name="allowed_batch_sizes", number=6, label=F.LABEL_REPEATED, type=F.TYPE_INT64)
-    bp.field.add(name="pad_variable_length_inputs", number=7, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-    pc = fdp.message_type.add(name="PrometheusConfig")
-    pc.field.add(name="enable", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_BOOL)
-    pc.field.add(name="path", number=2, label=F.LABEL_OPTIONAL, type=F.TYPE_STRING)
-    mc = fdp.message_type.add(name="MonitoringConfig")
-    mc.field.add(name="prometheus_config", number=1, label=F.LABEL_OPTIONAL, type=F.TYPE_MESSAGE,
-                 type_name=".tensorflow.serving.PrometheusConfig")
-    pool.Add(fdp)
-
-    def cls(name):
-        desc = pool.FindMessageTypeByName(f"tensorflow.serving.{name}")
-        if hasattr(message_factory, "GetMessageClass"):
-            return message_factory.GetMessageClass(desc)
-        return message_factory.MessageFactory(pool).GetPrototype(desc)
-
-    return {"BatchingParameters": cls("BatchingParameters"), "MonitoringConfig": cls("MonitoringConfig")}
-
-
-def _batching_cls():
-    try:
-        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
-        return session_bundle_config_pb2.BatchingParameters
-    except ImportError:
-        return _mirrored_protos()["BatchingParameters"]
-
-
-def _monitoring_cls():
-    try:
-        from tensorflow_serving.config import monitoring_config_pb2
-        return monitoring_config_pb2.MonitoringConfig
-    except ImportError:
-        return _mirrored_protos()["MonitoringConfig"]
 
 
 def _parse(path: Path, cls):
@@ -101,20 +52,20 @@ def test_models_config(models_config):
 
 
 def test_batching_parameters():
-    bp = _parse(CONFIG / "batching_parameters.txt", _batching_cls())
+    bp = _parse(CONFIG / "batching_parameters.txt", batching_parameters_cls())
     assert bp.max_batch_size.value >= 1 and bp.num_batch_threads.value >= 1
     sizes = list(bp.allowed_batch_sizes)
     assert sizes == sorted(sizes) and sizes[-1] == bp.max_batch_size.value  # TF Serving's own rule
 
 
 def test_monitoring_config():
-    mc = _parse(CONFIG / "monitoring.config", _monitoring_cls())
+    mc = _parse(CONFIG / "monitoring.config", monitoring_config_cls())
     assert mc.prometheus_config.enable and mc.prometheus_config.path == "/monitoring/prometheus/metrics"
 
 
 def test_mirrored_protos_reject_unknown_fields():
     with pytest.raises(text_format.ParseError):
-        text_format.Parse("max_batch_sise { value: 1 }", _mirrored_protos()["BatchingParameters"]())
+        text_format.Parse("max_batch_sise { value: 1 }", mirrored_protos()["BatchingParameters"]())
 
 
 def test_deployment(deployment, models_config):
@@ -143,7 +94,7 @@ def test_deployment(deployment, models_config):
     res = c["resources"]
     assert res["requests"]["cpu"] and res["limits"]["memory"]
     ann = spec["template"]["metadata"]["annotations"]
-    monitoring = _parse(CONFIG / "monitoring.config", _monitoring_cls())
+    monitoring = _parse(CONFIG / "monitoring.config", monitoring_config_cls())
     assert ann["prometheus.io/path"] == monitoring.prometheus_config.path
 
 
