@@ -41,9 +41,11 @@ def test_bench_quick_writes_results(tmp_path):
         assert 0.0 <= r["recall_at_10"] <= 1.0 and r["qps_b1"] > 0 and r["qps_b64"] > 0
     serving = json.loads((out / "serving.json").read_text())
     modes = {r["mode"] for r in serving["results"]["closed_loop"]}
-    assert modes == {"inprocess", "rest", "grpc"}
+    assert modes == {"inprocess", "rest", "grpc", "rest+batching", "grpc+batching", "rest+eager-batching",
+                     "grpc+eager-batching"}
     assert all(r["latency_ms"]["p50"] > 0 for r in serving["results"]["closed_loop"])
-    assert any(g["goal"] == "server-side batching" and g["met"] is None for g in serving["goals"])
+    batching = [g for g in serving["goals"] if g["goal"].startswith("server-side")]
+    assert len(batching) == 4 and all(g["met"] in (True, False) and g["value"] > 0 for g in batching)
     training = json.loads((out / "training.json").read_text())
     assert training["results"]["backbones"][0]["backbone"] == "small_cnn"
     assert training["results"]["backbones"][0]["forward_gflops_per_image"] > 0
