@@ -91,15 +91,18 @@ class Batcher:
 
     def run(self, signature: str, inputs: dict[str, Any]) -> dict[str, Any]:
         rows = batch_rows(inputs)
-        if (rows is None or rows == 0 or rows > self.options.max_batch_size or self._closed
-                or signature in self._unbatchable):
+        if rows is None or rows == 0 or rows > self.options.max_batch_size or signature in self._unbatchable:
             return self._run_fn(signature, inputs)
         task = _Task(signature, inputs, rows)
         with self._cv:
-            if len(self._queue) >= self.options.max_enqueued_batches * self.options.max_batch_size:
-                raise Overloaded(f"batch queue full ({len(self._queue)} requests waiting)")
-            self._queue.append(task)
-            self._cv.notify()
+            closed = self._closed  # read under the lock: the threads only exit on an empty, closed queue
+            if not closed:
+                if len(self._queue) >= self.options.max_enqueued_batches * self.options.max_batch_size:
+                    raise Overloaded(f"batch queue full ({len(self._queue)} requests waiting)")
+                self._queue.append(task)
+                self._cv.notify()
+        if closed:  # a request that resolved a version just replaced: run it directly
+            return self._run_fn(signature, inputs)
         task.done.wait()
         if task.error is not None:
             raise task.error

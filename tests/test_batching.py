@@ -182,3 +182,10 @@ def test_real_server_batches_rest_and_grpc_and_isolates_a_corrupt_image(tmp_path
         client = PosterClient(f"127.0.0.1:{srv.rest_port}", "posters", protocol="rest", timeout=30)
         r = client.predict("recommend", {"history": [["m0", "m1"]]})
         assert not {"m0", "m1"} & set(np.asarray(r["movie_ids"]).ravel().tolist())
+
+
+def test_requests_after_close_run_directly():
+    calls: list = []
+    b = Batcher(_double(calls), BatchingOptions(max_batch_size=8, batch_timeout_micros=0, num_batch_threads=1))
+    b.close()
+    assert b.run("sig", {"x": np.array([3.0])})["y"][0] == 6.0 and b.stats["calls"] == 0
