@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -335,10 +336,9 @@ def main(argv=None) -> int:
     # the same server with server-side batching, batch-1 requests: TF Serving's parameters
     # (serving/config/batching_parameters.txt), and "eager" (no timeout, one batch thread: requests
     # are merged only when they queue behind a running call)
-    eager = os.path.join(args.out, "batching_eager.txt")
-    os.makedirs(args.out, exist_ok=True)
-    with open(eager, "w") as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 1 }\n")
+    eager = f.name
     for suffix, params in (("batching", BATCHING_FILE), ("eager-batching", eager)):
         server = ServerProcess(base, model_name, params)
         try:
@@ -354,6 +354,7 @@ def main(argv=None) -> int:
                           f"p99 {r['latency_ms']['p99']:8.2f} ms  {r['images_per_s']:8.1f} img/s", flush=True)
         finally:
             server.stop()
+    os.unlink(eager)
 
     for r in results["closed_loop"]:
         lm = r["latency_ms"]
