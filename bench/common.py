@@ -84,6 +84,22 @@ def available_mem_gb() -> float:
     return float("nan")
 
 
+# --- data -------------------------------------------------------------------------------------------
+def ensure_sample_data(n: int, size: tuple[int, int] = (200, 300), seed: int = 0, palette: str = "graded") -> str:
+    """TFRecords of `n` sample posters, generated once per parameter set under bench/.cache/data/."""
+    import glob
+
+    from pipeline import sample_data
+
+    out = os.path.join(CACHE_DIR, "data", f"posters_{n}_{seed}_{size[0]}x{size[1]}_{palette}")
+    tfr = os.path.join(out, sample_data.TFRECORD_DIR)
+    if not glob.glob(os.path.join(tfr, "*.tfrecord*")):
+        t0 = time.perf_counter()
+        sample_data.generate(out, n, size, seed, tfrecords=True, palette=palette)
+        print(f"[bench] generated {n} sample posters in {time.perf_counter() - t0:.1f} s", flush=True)
+    return tfr
+
+
 # --- timing -----------------------------------------------------------------------------------------
 def time_calls(fn: Callable[[int], Any], n_max: int, budget_s: float, warmup: int = 2) -> list[float]:
     """Calls fn(i) for i = 0.. until n_max calls or budget_s seconds; returns per-call seconds."""

@@ -14,14 +14,14 @@ each); `--quick --cases primary` runs one.
 """
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
 
 import numpy as np
 
-from bench.common import CACHE_DIR, ROOT, base_parser, goal, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
+from pipeline.lineage import newest_artifact_dir
 
 METRICS = ("recall@1", "recall@10", "ir_recall@10", "precision@10", "map@r")
 CASES = {  # name: (palette, config overrides)
@@ -30,10 +30,6 @@ CASES = {  # name: (palette, config overrides)
     "genre_palette": ("genre", ["label_strategy=primary"]),
 }
 MAP_MARGIN = 0.15  # trained MAP@R over the best untrained initialisation (also asserted in the e2e test)
-
-
-def _newest(*parts: str) -> str:
-    return max(glob.glob(os.path.join(*parts, "*")), key=lambda p: int(os.path.basename(p)))
 
 
 def learning_rows(cfg, model_dir: str, seeds: int = 3) -> dict[str, dict[str, float]]:
@@ -48,8 +44,9 @@ def learning_rows(cfg, model_dir: str, seeds: int = 3) -> dict[str, dict[str, fl
     with open(os.path.join(model_dir, "assets.extra", "index_report.json")) as f:
         report = json.load(f)
     root = cfg.pipeline_root
-    feats = Features.from_transform(cfg, tft.TFTransformOutput(_newest(root, "Transform", "transform_graph")))
-    eval_files = [os.path.join(_newest(root, "Transform", "transformed_examples"), "Split-eval", "*")]
+    graph = newest_artifact_dir(root, "Transform", "transform_graph")
+    feats = Features.from_transform(cfg, tft.TFTransformOutput(graph))
+    eval_files = [os.path.join(newest_artifact_dir(root, "Transform", "transformed_examples"), "Split-eval", "*")]
     runs = []
     for seed in range(seeds):
         tf.keras.utils.set_random_seed(seed)
@@ -73,15 +70,13 @@ def run_case(name: str, n: int, seed: int, size: str) -> dict:
 
     palette, overrides = CASES[name]
     w, h = sample_data.parse_size(size)
-    data_dir = os.path.join(CACHE_DIR, "learning", f"posters_{n}_{seed}_{w}x{h}_{palette}")
-    if not glob.glob(os.path.join(data_dir, sample_data.TFRECORD_DIR, "*.tfrecord")):
-        sample_data.generate(data_dir, n, (w, h), seed, tfrecords=True, palette=palette)
+    data = ensure_sample_data(n, (w, h), seed, palette)
     workdir = os.path.join(CACHE_DIR, "learning", f"wd_{name}_{n}_{seed}_{w}x{h}")
     cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"), overrides + ["beam_direct_running_mode=in_memory"],
-                      data_root=os.path.join(data_dir, sample_data.TFRECORD_DIR), workdir=workdir)
+                      data_root=data, workdir=workdir)
     t0 = time.perf_counter()
     run(cfg, until="Trainer")
-    model_dir = os.path.join(_newest(cfg.pipeline_root, "Trainer", "model"), "Format-Serving")
+    model_dir = os.path.join(newest_artifact_dir(cfg.pipeline_root, "Trainer", "model"), "Format-Serving")
     rows = learning_rows(cfg, model_dir)
     print(f"[learning] {name} ({palette} palette, {n} posters, seed {seed}):\n{format_rows(rows)}", flush=True)
     return {"case": name, "palette": palette, "overrides": overrides, "posters": n, "seed": seed, "size": size,

@@ -16,7 +16,6 @@ bench/run_all.py hands the model the largest run pushed to bench/serving.py.
 """
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import sqlite3
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import CACHE_DIR, ROOT, base_parser, goal, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
 
 PIPE_DIR = os.path.join(CACHE_DIR, "pipeline")
 QUICK_WORKDIR = os.path.join(PIPE_DIR, "wd_quick")
@@ -61,18 +60,6 @@ if sys.argv[5] == "transform_only":
 else:
     run(cfg)
 """
-
-
-def ensure_data(n: int) -> str:
-    from pipeline import sample_data
-
-    out = os.path.join(PIPE_DIR, f"data_{n}")
-    tfr = os.path.join(out, sample_data.TFRECORD_DIR)
-    if not glob.glob(os.path.join(tfr, "*.tfrecord*")):
-        t0 = time.perf_counter()
-        sample_data.generate(out, n, seed=0, tfrecords=True)
-        print(f"[pipeline] generated {n} sample posters in {time.perf_counter() - t0:.1f} s", flush=True)
-    return tfr
 
 
 def component_times(metadata_path: str) -> list[dict]:
@@ -146,7 +133,7 @@ def main(argv=None) -> int:
         notes.append(f"full-pipeline runs reused from the run started {prev['started']}; "
                      "Transform comparison run afterwards")
     for n in ([] if args.reuse_runs else sizes):
-        data = ensure_data(n)
+        data = ensure_sample_data(n)
         workdir = QUICK_WORKDIR if args.quick else os.path.join(PIPE_DIR, f"wd_{n}")
         r = run_pipeline(data, workdir, quick_overrides if args.quick else [])
         r["posters"] = n
@@ -157,7 +144,7 @@ def main(argv=None) -> int:
         big = runs[-1]
         n = big["posters"]
         mp = by_component(big).get("Transform")
-        im_run = run_pipeline(ensure_data(n), os.path.join(PIPE_DIR, f"wd_{n}_transform_in_memory"),
+        im_run = run_pipeline(ensure_sample_data(n), os.path.join(PIPE_DIR, f"wd_{n}_transform_in_memory"),
                               ["beam_direct_running_mode=in_memory"], mode="transform_only")
         im = by_component(im_run).get("Transform")
         compare = {"posters": n, "multi_processing_s": mp, "in_memory_s": im,

@@ -27,19 +27,17 @@ import tempfile
 import threading
 import time
 
-from bench.common import CACHE_DIR, ROOT, base_parser, goal, percentiles, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, percentiles, write_result
 
 MODEL_NAME = "posters"
 CACHE_WORKDIR = os.path.join(CACHE_DIR, "serving_wd")
-CACHE_DATA = os.path.join(CACHE_DIR, "serving_data")
 
 
 # --- model + image --------------------------------------------------------------------------------------
 def latest_version_dir(base: str) -> str | None:
-    if not os.path.isdir(base):
-        return None
-    vs = sorted(int(v) for v in os.listdir(base)
-                if v.isdigit() and os.path.isfile(os.path.join(base, v, "saved_model.pb")))
+    from serving.local_server import list_versions
+
+    vs = list_versions(base)
     return os.path.join(base, str(vs[-1])) if vs else None
 
 
@@ -49,16 +47,12 @@ def ensure_model(n_posters: int = 120) -> tuple[str, str]:
     if latest_version_dir(base):
         return base, MODEL_NAME
     print(f"[serving] no cached model: building one from {n_posters} sample posters (once, ~2 min)", flush=True)
-    from pipeline import sample_data
-
-    if not glob.glob(os.path.join(CACHE_DATA, sample_data.TFRECORD_DIR, "*.tfrecord*")):
-        sample_data.generate(CACHE_DATA, n_posters, seed=0, tfrecords=True)
+    data = ensure_sample_data(n_posters)
     cmd = [sys.executable, "-c",
            "import sys; from pipeline.config import load_config; from pipeline.local_runner import run; "
            "run(load_config(sys.argv[1], ['phase1_epochs=1', 'phase2_epochs=1', "
            "'beam_direct_running_mode=in_memory'], data_root=sys.argv[2], workdir=sys.argv[3]))",
-           os.path.join(ROOT, "configs", "demo.yaml"), os.path.join(CACHE_DATA, sample_data.TFRECORD_DIR),
-           CACHE_WORKDIR]
+           os.path.join(ROOT, "configs", "demo.yaml"), data, CACHE_WORKDIR]
     subprocess.run(cmd, cwd=ROOT, check=True)
     if not latest_version_dir(base):
         raise RuntimeError(f"the demo pipeline pushed no model to {base} (not blessed?)")

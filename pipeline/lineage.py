@@ -1,6 +1,17 @@
 """Read a pushed model's lineage back from ML Metadata: which data, which Transform, which blessing."""
 from __future__ import annotations
 
+import glob
+import os
+
+
+def newest_artifact_dir(pipeline_root: str, component: str, output: str) -> str:
+    """`<pipeline_root>/<component>/<output>/<id>` with the highest artifact id (the latest run's)."""
+    found = glob.glob(os.path.join(pipeline_root, component, output, "*"))
+    if not found:
+        raise FileNotFoundError(f"no {component} {output} artifact under {pipeline_root}")
+    return max(found, key=lambda p: int(os.path.basename(p)))
+
 
 def model_lineage(metadata_path: str, pushed_destination: str | None = None) -> dict:
     """Walk PushedModel ← Pusher ← (Model, ModelBlessing) ← Trainer ← (Examples, TransformGraph) …"""

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from pipeline.lineage import newest_artifact_dir
+
 pytestmark = pytest.mark.slow
 
 
@@ -17,10 +19,6 @@ def _records(pattern):
                   for r in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
-def _newest(root, *parts):
-    return max(glob.glob(os.path.join(root, *parts, "*")), key=lambda p: int(os.path.basename(p)))
-
-
 def test_multi_processing_matches_in_memory(trained_model, tmp_path):
     from pipeline.config import load_config
     from pipeline.local_runner import run
@@ -32,20 +30,20 @@ def test_multi_processing_matches_in_memory(trained_model, tmp_path):
     run(cfg, until="Transform")
     for parts, split_glob in [(("ImportExampleGen", "examples"), "Split-{}/*.gz"),
                               (("Transform", "transformed_examples"), "Split-{}/*.gz")]:
-        a, b = _newest(base.pipeline_root, *parts), _newest(cfg.pipeline_root, *parts)
+        a, b = newest_artifact_dir(base.pipeline_root, *parts), newest_artifact_dir(cfg.pipeline_root, *parts)
         for split in ("train", "eval"):
             ra = _records(os.path.join(a, split_glob.format(split)))
             rb = _records(os.path.join(b, split_glob.format(split)))
             assert ra == rb, f"{parts[0]} {split} differs between runner modes"
     vocab = ("Transform", "transform_graph")
-    va = open(os.path.join(_newest(base.pipeline_root, *vocab), "transform_fn", "assets", "genres")).read()
-    vb = open(os.path.join(_newest(cfg.pipeline_root, *vocab), "transform_fn", "assets", "genres")).read()
+    va = open(os.path.join(newest_artifact_dir(base.pipeline_root, *vocab), "transform_fn", "assets", "genres")).read()
+    vb = open(os.path.join(newest_artifact_dir(cfg.pipeline_root, *vocab), "transform_fn", "assets", "genres")).read()
     assert va == vb
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     def features(root):  # SchemaGen's feature order follows the statistics' order: compare by name
-        path = os.path.join(_newest(root, "SchemaGen", "schema"), "schema.pbtxt")
+        path = os.path.join(newest_artifact_dir(root, "SchemaGen", "schema"), "schema.pbtxt")
         schema = text_format.Parse(open(path).read(), schema_pb2.Schema())
         return sorted(f.SerializeToString(deterministic=True) for f in schema.feature)
 
