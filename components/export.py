@@ -21,6 +21,7 @@ import tensorflow_recommenders as tfrs
 
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
 from components.retrieval_metrics import index_recall
+from components.warmup import poster_requests, write_warmup_requests
 from pipeline.config import IndexConfig, PipelineConfig
 
 MAX_HISTORY = 100  # recommend uses the most recent 100 history ids
@@ -231,12 +232,29 @@ def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, c
     report.update({"catalogue_embed_seconds": round(embed_s, 3), "saved_model_bytes": size,
                    "embedding_dim": int(emb.shape[1]), "genres": feats.genres, "backbone": cfg.backbone})
     report.update(extra_info or {})
+    requests = catalogue_warmup_requests(tower, feats, catalogue_files, raw_spec)
+    write_warmup_requests(export_dir, requests, cfg.model_name)
+    report["warmup_requests"] = len(requests)
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:
         json.dump(report, f, indent=2, default=str)
     print(f"[export] {report['kind']} index over {len(ids)} posters, recall@{report['k']} vs exact "
           f"{report['recall_at_k_vs_exact']:.3f}, build {report['build_seconds']} s → {export_dir}")
     return report
+
+
+def catalogue_warmup_requests(tower, feats, patterns, raw_spec, n: int = 4) -> list:
+    """TF Serving warm-up requests for every signature from the first `n` catalogue posters
+    (their pixels re-encoded as PNG: the transformed examples no longer hold the original bytes)."""
+    from components.trainer import records
+
+    batch = next(iter(records(patterns).take(n).batch(n).map(feats.parse)))
+    images = [tf.io.encode_png(img).numpy() for img in batch[IMAGE_XF]]
+    genres = [[feats.genres[i] for i in np.flatnonzero(g)] for g in batch[GENRES_XF].numpy()]
+    ids = list(batch[MOVIE_ID_KEY].numpy())
+    titles = list(batch["title"].numpy()) if "title" in batch else None
+    emb = tower(batch[IMAGE_XF], training=False).numpy()
+    return poster_requests(images, ids, genres, emb, raw_spec, titles)
 
 
 def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> None:

@@ -99,3 +99,47 @@ def test_load_with_a_new_version_pushed_midway(trained_model, served):
     versions = {s["version"] for s in status["model_version_status"]}
     assert pushed.is_set() and errors == []
     assert versions == {"2"}
+
+
+REPLAY = r'''
+import json, sys
+import numpy as np
+import tensorflow as tf
+import scann  # noqa: F401  (registers the Scann>* ops, as TF Serving's ScaNN build links them)
+from tensorflow_serving.apis import prediction_log_pb2
+
+path = sys.argv[1]
+model = tf.saved_model.load(path)
+out = []
+for rec in tf.data.TFRecordDataset(path + "/assets.extra/tf_serving_warmup_requests"):
+    req = prediction_log_pb2.PredictionLog.FromString(rec.numpy()).predict_log.request
+    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in req.inputs.items()}
+    res = model.signatures[req.model_spec.signature_name](**inputs)
+    row = {"signature": req.model_spec.signature_name,
+           "batch": int(next(iter(inputs.values())).shape[0 if req.model_spec.signature_name != "recommend" else 1])}
+    if "scores" in res:
+        row["top_score"] = float(np.min(res["scores"].numpy()[:, 0]))
+    out.append(row)
+print(json.dumps({"replayed": out, "tfx_imported": any(m.startswith("tfx") for m in sys.modules)}))
+'''
+
+
+def test_fresh_process_replays_the_warmup_file(trained_model):
+    """The export ships TF Serving's warm-up file; a process with only TensorFlow + ScaNN (no TFX,
+    which would register the ScaNN ops as a side effect) loads the model and replays every request.
+    The warm-up posters are catalogue posters, so `serving_default` finds each one with cosine
+    score 1 (its own catalogue entry), up to float error."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", REPLAY, trained_model["model_dir"]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["tfx_imported"] is False
+    sigs = {r["signature"] for r in result["replayed"]}
+    assert sigs == {"serving_default", "embed", "neighbors", "recommend", "embed_examples", "transform_features"}
+    assert {r["batch"] for r in result["replayed"]} == {1, 4}
+    top = [r["top_score"] for r in result["replayed"] if r["signature"] == "serving_default"]
+    assert top and min(top) > 0.999, top
