@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", type=int, default=4)
     s.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecords")
     s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
+    s.add_argument("--max-pixels", type=int, default=1 << 24,
+                   help="reject images whose header declares more pixels (default 4096x4096, as Transform and serving)")
     s.set_defaults(func=_lazy("pipeline.ingest"))
 
     s = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")

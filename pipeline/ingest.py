@@ -39,7 +39,7 @@ REPORT_NAME = "report.json"
 PRODUCER = "posters import"
 JPEG_QUALITY = 95
 REASONS = ("missing_movie_id", "missing_file", "empty_file", "undecodable", "truncated", "no_genres",
-           "duplicate_movie_id", "too_small")
+           "duplicate_movie_id", "too_small", "too_large")
 _KAGGLE_EXTS = (".jpg", ".jpeg", ".png")
 _YEAR_IN_TITLE = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
 
@@ -187,10 +187,13 @@ def _decode_failure(path: Path, e: BaseException) -> Rejected:
     return Rejected("truncated" if truncated else "undecodable", f"{path.name}: {msg}")
 
 
-def check_image(path: Path | None, min_size: int) -> tuple[bytes, dict[str, Any]]:
+def check_image(path: Path | None, min_size: int,
+                max_pixels: int = tfr.MAX_IMAGE_PIXELS) -> tuple[bytes, dict[str, Any]]:
     """Return (bytes to store, info) or raise Rejected.
 
-    The image is fully decoded (`load()`) so truncation is caught here rather than in Transform.
+    The image is fully decoded (`load()`) so truncation is caught here rather than in Transform;
+    before that, the size in its header is checked against `max_pixels` (the same limit Transform
+    and the served model enforce), so a small file declaring a huge image is never decoded.
     RGB JPEG/PNG bytes are kept as they are; anything else is converted to RGB and re-encoded as
     JPEG quality 95 (info["converted"] says from what).
     """
@@ -211,6 +214,9 @@ def check_image(path: Path | None, min_size: int) -> tuple[bytes, dict[str, Any]
         raise Rejected("undecodable", f"{path.name}: not a recognised image format") from None
     except (Image.DecompressionBombError, ValueError, SyntaxError, OSError, EOFError) as e:
         raise _decode_failure(path, e) from None
+    w, h = img.size  # from the header: nothing decoded yet
+    if w * h > max_pixels:
+        raise Rejected("too_large", f"{w}x{h} = {w * h} pixels > max_pixels={max_pixels}")
     relaxed = ImageFile.LOAD_TRUNCATED_IMAGES  # if some other code relaxed Pillow, truncation would pass
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
@@ -284,7 +290,8 @@ def _publish(tmp: Path, out: Path) -> None:
 
 
 def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                   shards: int = 4, gzip: bool = False, min_size: int = 32, progress: bool | None = None
+                   shards: int = 4, gzip: bool = False, min_size: int = 32, progress: bool | None = None,
+                   max_pixels: int = tfr.MAX_IMAGE_PIXELS
                    ) -> dict[str, Any]:
     """Import a CSV + images into `out_dir` (sharded TFRecords + report.json); returns the report.
 
@@ -319,7 +326,7 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
                     raise Rejected("duplicate_movie_id", f"{row.movie_id} already written")
                 if not row.genres:
                     raise Rejected("no_genres", "genres field is empty")
-                data, info = check_image(row.image_path, min_size)
+                data, info = check_image(row.image_path, min_size, max_pixels)
             except Rejected as r:
                 rejected[r.reason] += 1
                 rejections.append({"line": row.line, "movie_id": row.movie_id, "reason": r.reason,
@@ -359,6 +366,7 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
             "shards": [os.path.basename(p) for p in paths],
             "gzip": gzip,
             "min_size": min_size,
+            "max_pixels": max_pixels,
             "seconds": round(time.perf_counter() - t0, 2),
         }
         (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -373,7 +381,7 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
 def main(args: argparse.Namespace) -> int:
     try:
         report = import_posters(args.csv, args.images, args.out, shards=args.shards, gzip=args.gzip,
-                                min_size=args.min_size)
+                                min_size=args.min_size, max_pixels=args.max_pixels)
     except IngestError as e:
         print(f"posters import: error: {e}", file=sys.stderr)
         return 2

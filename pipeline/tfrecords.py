@@ -21,6 +21,11 @@ FEATURE_TITLE = "title"
 FEATURE_YEAR = "year"
 FEATURES = (FEATURE_MOVIE_ID, FEATURE_IMAGE, FEATURE_GENRES, FEATURE_TITLE, FEATURE_YEAR)
 
+# Largest poster accepted anywhere (import, Transform, serving): width × height from the image
+# header, checked before decoding. 4096 × 4096: a decoded RGB image of this size is 48 MiB (192 MiB
+# as float32 while resizing); a 12,000 × 12,000 PNG can be a 400 KB file and would need 1.6 GiB.
+MAX_IMAGE_PIXELS = 1 << 24
+
 GENRE_SEPARATOR = "|"
 TFRECORD_SUFFIX = ".tfrecord"
 GZIP_SUFFIX = ".tfrecord.gz"

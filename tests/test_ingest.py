@@ -93,7 +93,8 @@ def test_rejections_conversions_and_reconciliation(messy, tmp_path):
     assert report["read"] == 15 == report["written"] + report["rejected_total"]
     assert report["written"] == 8 and report["rejected_total"] == 7
     assert report["rejected"] == {"missing_movie_id": 0, "missing_file": 1, "empty_file": 1, "undecodable": 1,
-                                  "truncated": 1, "no_genres": 1, "duplicate_movie_id": 1, "too_small": 1}
+                                  "truncated": 1, "no_genres": 1, "duplicate_movie_id": 1, "too_small": 1,
+                                  "too_large": 0}
     got = {(r["line"], r["movie_id"], r["reason"]) for r in report["rejections"]}
     assert got == {(9, "m08", "truncated"), (10, "m09", "empty_file"), (11, "m10", "undecodable"),
                    (12, "m11", "too_small"), (13, "m12", "missing_file"), (14, "m01", "duplicate_movie_id"),
@@ -249,3 +250,20 @@ def test_interrupted_import_leaves_no_dataset(messy, tmp_path, sig):
     if sig == signal.SIGKILL:
         ingest.import_posters(messy["csv"], messy["images"], out, shards=1)
         assert not tmp.exists() and (out / "report.json").exists()
+
+
+def test_images_over_max_pixels_are_rejected_from_the_header(tmp_path):
+    """A 5000×5000 greyscale PNG is tiny on disk but 25 M pixels: rejected as too_large (the limit
+    shared with Transform and serving) without being decoded; a lower --max-pixels rejects more."""
+    img = tmp_path / "images"
+    img.mkdir()
+    Image.new("L", (5000, 5000), 7).save(img / "huge.png")
+    _save(_rgb(seed=1), img / "ok.png", "PNG")  # 64×96 = 6,144 pixels
+    csv = tmp_path / "p.csv"
+    _write_csv(csv, "movie_id,title,year,genres,poster", ["h,Huge,2000,Drama,huge.png", "o,Ok,2000,Drama,ok.png"])
+    report = ingest.import_posters(csv, img, tmp_path / "out", shards=1, progress=False)
+    nonzero = {k: v for k, v in report["rejected"].items() if v}
+    assert report["written"] == 1 and nonzero == {"too_large": 1}
+    assert "5000x5000" in report["rejections"][0]["detail"]
+    report = ingest.import_posters(csv, img, tmp_path / "out2", shards=1, progress=False, max_pixels=6000)
+    assert report["rejected"]["too_large"] == 2 and report["written"] == 0
