@@ -65,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--thresholds", help="YAML/JSON file of thresholds (defaults from the config)")
     s.set_defaults(func=_lazy("pipeline.validate"))
 
+    s = sub.add_parser("promote", help="CD gate: move a version label (stable) to a candidate version if it passes; "
+                                       "exit 0 promoted, 1 rejected, 2 bad input")
+    s.add_argument("--model-config-file", required=True, help="models.config (ModelServerConfig text proto)")
+    s.add_argument("--model-name", default="posters")
+    s.add_argument("--candidate", required=True, type=int, help="version number to promote")
+    s.add_argument("--examples", required=True, help="glob of held-out TFRecord files (data contract)")
+    s.add_argument("--label", default="stable", help="label to move (default stable)")
+    s.add_argument("--baseline-label", default="stable",
+                   help="label of the version to compare with ('' = absolute thresholds only)")
+    s.add_argument("--thresholds", help="YAML/JSON file of thresholds (defaults from the config)")
+    s.add_argument("--model-base-path", help="version folders on this machine, if not the config's base_path")
+    s.set_defaults(func=_lazy("pipeline.promote"))
+
     s = sub.add_parser("serve", help="serve a versioned model base path with TF Serving's REST + gRPC API")
     s.add_argument("--model-base-path", required=True)
     s.add_argument("--model-name", default="posters")
