@@ -76,10 +76,8 @@ def allowed_sizes() -> tuple[list[int], int]:
 
 
 @pytest.fixture(scope="module", params=["brute_force", "scann"])
-def recommend(request, tmp_path_factory):
-    export_dir = tmp_path_factory.mktemp(f"export_{request.param}") / "1"
-    assert tiny_export.export(str(export_dir), request.param)["kind"] == request.param
-    fn = tf.saved_model.load(str(export_dir)).signatures["recommend"]
+def recommend(request):
+    fn = tf.saved_model.load(tiny_export.cached(request.param)).signatures["recommend"]
 
     def run(history: np.ndarray) -> dict[str, np.ndarray]:
         out = fn(history=tf.constant(history.astype(bytes), dtype=tf.string))

@@ -8,7 +8,10 @@ and the index is the production code. A few seconds to build.
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -57,3 +60,18 @@ def export(export_dir: str, kind: str, n: int = 300) -> dict:
     tf.saved_model.save(module, export_dir, signatures=signatures,
                         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
     return report
+
+
+_CACHE: dict[str, str] = {}
+
+
+def cached(kind: str) -> str:
+    """One export per index kind per test session (shared by the test modules that need one)."""
+    if kind not in _CACHE:
+        root = tempfile.mkdtemp(prefix=f"tiny_export_{kind}_")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        path = os.path.join(root, "posters", "1")
+        report = export(path, kind)
+        assert report["kind"] == kind, report
+        _CACHE[kind] = path
+    return _CACHE[kind]
