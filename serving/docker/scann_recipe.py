@@ -162,7 +162,7 @@ def edit_serving(tfs_root, source_commit, sha256, cnpy_commit, cnpy_remote, high
     return repos
 
 
-def main(argv=None):
+def build_parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("check-source")
@@ -182,7 +182,11 @@ def main(argv=None):
     for flag in ("--source-commit", "--sha256", "--cnpy-commit", "--cnpy-remote", "--highway-tag"):
         e.add_argument(flag, required=True)
     e.add_argument("--local-archive", default="")
-    a = p.parse_args(argv)
+    return p
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
     if a.cmd == "check-source":
         print(check_source(a.src, a.version, a.tf_requirement, a.cnpy_commit, a.highway_tag))
     elif a.cmd == "check-patch":
