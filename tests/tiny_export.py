@@ -9,6 +9,7 @@ and the index is the production code. A few seconds to build.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from components.export import PosterServingModule, build_index
+from components.export import INDEX_REPORT, PosterServingModule, build_index
 from components.model import build_model, embedding_model, get_backbone
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
 from pipeline.config import IndexConfig
@@ -59,6 +60,9 @@ def export(export_dir: str, kind: str, n: int = 300) -> dict:
     os.makedirs(os.path.dirname(export_dir) or ".", exist_ok=True)
     tf.saved_model.save(module, export_dir, signatures=signatures,
                         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:  # as export_serving_model
+        json.dump(report, f, indent=2, default=str)
     return report
 
 
@@ -75,3 +79,9 @@ def cached(kind: str) -> str:
         assert report["kind"] == kind, report
         _CACHE[kind] = path
     return _CACHE[kind]
+
+
+if __name__ == "__main__":  # serving/docker/smoke.sh: python -m tests.tiny_export EXPORT_DIR KIND
+    import sys
+
+    print(json.dumps(export(sys.argv[1], sys.argv[2]), default=str))
