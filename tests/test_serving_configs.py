@@ -16,7 +16,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.tfs_protos import batching_parameters_cls, mirrored_protos, monitoring_config_cls
 
 SERVING = Path(__file__).resolve().parent.parent / "serving"
-CONFIG, K8S, DOCKER = SERVING / "config", SERVING / "k8s", SERVING / "docker"
+CONFIG, K8S = SERVING / "config", SERVING / "k8s"
 BASE = K8S / "base"
 
 
