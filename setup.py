@@ -7,7 +7,7 @@ setup(
     description="TFX pipeline for movie-poster similarity, served with TensorFlow Serving",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "components", "serving", "kubeflow", "bench"]),
-    package_data={"serving": ["config/*", "k8s/*", "docker/*"], "pipeline": ["fonts/*"]},
+    package_data={"serving": ["config/*", "k8s/base/*", "k8s/overlays/*/*", "docker/*"], "pipeline": ["fonts/*"]},
     # Versions are pinned in requirements/lock.txt (installed by scripts/bootstrap.sh).
     install_requires=[],
     entry_points={"console_scripts": ["posters=pipeline.cli:main"]},

@@ -170,21 +170,36 @@ class PosterServingModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
         def recommend(history):
-            """Mean of the known history embeddings; unknown ids and "" are ignored (history_used
-            counts the ids found); an empty/unknown history falls back to the catalogue centroid.
-            Only the last `max_history` ids of a row are used."""
-            history = history[:, -max_history:]
-            rows = self.id_table.lookup(history)
-            known = tf.cast(rows >= 0, tf.float32)
+            """Mean of the most recent `max_history` distinct catalogue ids of each row, each counted
+            once ("" and unknown ids are ignored; history_used counts the ids used); an empty/unknown
+            history falls back to the catalogue centroid. Those ids are left out of the answer.
+
+            Counting each id once at its first position is what makes the answer immune to TF
+            Serving's `pad_variable_length_inputs`: a short request batched with a longer one is
+            padded after its end with copies of its own first element (batching_util.cc), and those
+            copies are duplicates, so they change neither the centroid, nor the window, nor
+            history_used. (A multi-row request must start with "" for its other rows to be immune:
+            the project's client sends it that way.)"""
+            rows = self.id_table.lookup(history)  # [B,H] catalogue rows, -1 = "" or unknown
+            # First occurrence of each id per row: a stable sort by row makes equal ids adjacent,
+            # earliest first; the flags are scattered back through the inverse permutation.
+            order = tf.argsort(rows, axis=1, stable=True)
+            srt = tf.gather(rows, order, batch_dims=1)
+            first = tf.concat([tf.ones_like(srt[:, :1], tf.bool), tf.not_equal(srt[:, 1:], srt[:, :-1])], axis=1)
+            keep = tf.gather(first, tf.argsort(order, axis=1), batch_dims=1) & (rows >= 0)
+            # The window: the last `max_history` kept ids (trailing padding adds none).
+            keep &= tf.cumsum(tf.cast(keep, tf.int32), axis=1, reverse=True) <= max_history
+            known = tf.cast(keep, tf.float32)
             vecs = tf.gather(self.catalogue_emb, tf.maximum(rows, 0)) * known[..., None]
             used = tf.reduce_sum(known, axis=1)
             centroid = tf.reduce_mean(self.catalogue_emb, axis=0, keepdims=True)
             q = tf.where(used[:, None] > 0, tf.reduce_sum(vecs, axis=1), centroid)
             q = tf.math.l2_normalize(q, axis=-1)
-            # Over-fetch by the history length, drop watched ids, keep the best k (tfrs's
+            # Over-fetch by the window size, drop the window's ids, keep the best k (tfrs's
             # query_with_exclusions needs a static history length; TF Serving clients send any H).
             scores, ids_ = self.index(q, k=k + max_history)
-            watched = tf.reduce_any(tf.equal(ids_[:, :, None], history[:, None, :]), axis=2)
+            used_rows = tf.where(keep, rows, -2)  # -2 matches no candidate
+            watched = tf.reduce_any(tf.equal(self.id_table.lookup(ids_)[:, :, None], used_rows[:, None, :]), axis=2)
             scores = tf.where(watched, tf.fill(tf.shape(scores), -np.inf), scores)
             top, pos = tf.math.top_k(scores, k=k)
             return {"movie_ids": tf.gather(ids_, pos, batch_dims=1), "scores": top, "history_used": used}

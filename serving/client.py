@@ -21,6 +21,14 @@ import numpy as np
 Neighbours = list[list[tuple[str, float]]]
 
 
+def history_rows(histories: Sequence[Sequence[str]]) -> list[list[bytes]]:
+    """The `recommend` input: one row per history, each starting with "" and padded with "" to one
+    width (the model ignores ""). The leading "" is there for TF Serving: with batching on, it pads
+    a request's rows to the batch's longest history with copies of the request's first element
+    (`pad_variable_length_inputs`), and "" there keeps every row's history unchanged."""
+    width = max((len(h) for h in histories), default=0)
+    return [[b""] + [str(x).encode("utf-8") for x in h] + [b""] * (width - len(h)) for h in histories]
+
 class ServingError(RuntimeError):
     """The server rejected a request (4xx / gRPC error); `message` is the server's own text."""
 
@@ -126,10 +134,7 @@ class PosterClient:
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbours:
-        """Histories are padded with "" to one length (the model treats "" as padding)."""
-        width = max((len(h) for h in histories), default=0) or 1
-        rows = [[str(x).encode("utf-8") for x in h] + [b""] * (width - len(h)) for h in histories]
-        out = self.predict("recommend", {"history": rows})
+        out = self.predict("recommend", {"history": history_rows(histories)})
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def status(self) -> dict:

@@ -6,7 +6,6 @@ MonitoringConfig, so those two come from serving/tfs_protos.py (mirrors of TF Se
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,11 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.local_server import _PATH_RE
 from serving.tfs_protos import batching_parameters_cls, mirrored_protos, monitoring_config_cls
 
 SERVING = Path(__file__).resolve().parent.parent / "serving"
-CONFIG, K8S, DOCKER = SERVING / "config", SERVING / "k8s", SERVING / "docker"
+CONFIG, K8S = SERVING / "config", SERVING / "k8s"
+BASE = K8S / "base"
 
 
 def _parse(path: Path, cls):
@@ -32,7 +31,7 @@ def models_config():
 
 @pytest.fixture(scope="module")
 def deployment():
-    return yaml.safe_load((K8S / "deployment.yaml").read_text())
+    return yaml.safe_load((BASE / "deployment.yaml").read_text())
 
 
 def _container(deployment) -> dict:
@@ -56,6 +55,9 @@ def test_batching_parameters():
     assert bp.max_batch_size.value >= 1 and bp.num_batch_threads.value >= 1
     sizes = list(bp.allowed_batch_sizes)
     assert sizes == sorted(sizes) and sizes[-1] == bp.max_batch_size.value  # TF Serving's own rule
+    # On: else TF Serving fails a batch of `recommend` histories of different lengths
+    # (FAILED_PRECONDITION); tests/test_tfs_padding.py shows the padding changes no answer.
+    assert bp.pad_variable_length_inputs
 
 
 def test_monitoring_config():
@@ -86,11 +88,6 @@ def test_deployment(deployment, models_config):
     assert cfg.base_path.startswith(mounts["models"] + "/")
     volumes = {v["name"]: v for v in spec["template"]["spec"]["volumes"]}
     assert "persistentVolumeClaim" in volumes["models"] and "configMap" in volumes["config"]
-    for probe in ("readinessProbe", "livenessProbe"):
-        get = c[probe]["httpGet"]
-        assert get["port"] == 8501 and get["path"] == f"/v1/models/{cfg.name}"
-        m = _PATH_RE.match(get["path"])  # the same route the local server answers
-        assert m and m["name"] == cfg.name and not m["verb"] and not m["metadata"]
     res = c["resources"]
     assert res["requests"]["cpu"] and res["limits"]["memory"]
     ann = spec["template"]["metadata"]["annotations"]
@@ -99,7 +96,7 @@ def test_deployment(deployment, models_config):
 
 
 def test_service(deployment):
-    svc = yaml.safe_load((K8S / "service.yaml").read_text())
+    svc = yaml.safe_load((BASE / "service.yaml").read_text())
     assert svc["kind"] == "Service" and svc["apiVersion"] == "v1"
     assert svc["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
@@ -107,7 +104,7 @@ def test_service(deployment):
 
 
 def test_hpa(deployment):
-    hpa = yaml.safe_load((K8S / "hpa.yaml").read_text())
+    hpa = yaml.safe_load((BASE / "hpa.yaml").read_text())
     assert hpa["apiVersion"] == "autoscaling/v2" and hpa["kind"] == "HorizontalPodAutoscaler"
     ref = hpa["spec"]["scaleTargetRef"]
     assert ref["kind"] == "Deployment" and ref["name"] == deployment["metadata"]["name"]
@@ -115,16 +112,3 @@ def test_hpa(deployment):
     (metric,) = hpa["spec"]["metrics"]
     assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["type"] == "Utilization"
     assert "cpu" in _container(deployment)["resources"]["requests"]  # utilisation needs a request
-
-
-def test_dockerfiles():
-    brute = (DOCKER / "Dockerfile.brute_force").read_text()
-    assert re.search(r"^FROM tensorflow/serving:2\.15\.1\s*$", brute, re.M)
-    scann = (DOCKER / "Dockerfile.scann").read_text()
-    assert "ARG TF_SERVING_VERSION=2.15.1" in scann
-    assert "tensorflow/serving:${TF_SERVING_VERSION}-devel" in scann
-    assert "SUPPORTED_TENSORFLOW_OPS" in scann and "scann/scann_ops/cc:scann_ops_static" in scann
-    for text in (brute, scann):
-        for name in ("models.config", "batching_parameters.txt", "monitoring.config"):
-            assert f"serving/config/{name}" in text and (CONFIG / name).is_file()
-    assert (DOCKER / "README.md").is_file()
