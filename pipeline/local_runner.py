@@ -35,6 +35,11 @@ def run(cfg: PipelineConfig, until: str | None = None) -> dict:
     t0 = time.time()
     tfx.orchestration.LocalDagRunner().run(p)
     summary = summarize(cfg, time.time() - t0)
+    if summary.get("pushed"):  # the new version is the canary; `posters promote` moves `stable`
+        from pipeline.promote import label_pushed_version
+
+        summary["models_config"] = label_pushed_version(
+            summary["serving_base_path"], cfg.model_name, int(os.path.basename(summary["pushed_destination"])))
     with open(os.path.join(cfg.workdir, SUMMARY), "w") as f:
         json.dump(summary, f, indent=2)
     return summary

@@ -19,6 +19,7 @@ import tempfile
 from pipeline import validate
 
 EXIT_PROMOTED, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
+MODELS_CONFIG = "models.config"  # written beside the model folders by `label_pushed_version`
 
 
 def read_model_config(path: str):
@@ -66,15 +67,42 @@ def find_model(cfg, name: str):
 
 
 def set_label(model, label: str, version: int) -> None:
-    """Point `label` at `version` and make sure the version policy keeps every labelled version
-    loaded (TF Serving only accepts labels of loaded versions): a `specific` policy gains the
-    version; `latest`/`all` policies are left as they are."""
+    """Point `label` at `version`. A `specific` version policy then serves exactly the labelled
+    versions (TF Serving only accepts labels of loaded versions; a version that lost its last label
+    is unloaded); `latest`/`all` policies are left as they are."""
     model.version_labels[label] = version
     policy = model.model_version_policy
     if policy.WhichOneof("policy_choice") == "specific":
-        wanted = sorted(set(policy.specific.versions) | set(model.version_labels.values()))
         del policy.specific.versions[:]
-        policy.specific.versions.extend(wanted)
+        policy.specific.versions.extend(sorted(set(model.version_labels.values())))
+
+
+def label_pushed_version(serving_base: str, model_name: str, version: int, label: str = "canary") -> str:
+    """After a push: give the new version `label` in `<serving_base>/models.config`, creating the
+    file (a `specific` policy over the labelled versions) on the first push.
+
+    Args:
+      serving_base: the folder holding `<model_name>/<version>/` (the Pusher's base directory).
+      model_name: model name in the config (and the folder name under `serving_base`).
+      version: the pushed version number.
+      label: the label to set (`canary`; `stable` moves only through `promote`).
+
+    Returns:
+      The path of the config file.
+    """
+    from tensorflow_serving.config import model_server_config_pb2
+
+    path = os.path.join(serving_base, MODELS_CONFIG)
+    cfg = read_model_config(path) if os.path.exists(path) else model_server_config_pb2.ModelServerConfig()
+    try:
+        model = find_model(cfg, model_name)
+    except validate.BadInput:
+        model = cfg.model_config_list.config.add(name=model_name, model_platform="tensorflow",
+                                                  base_path=os.path.join(os.path.abspath(serving_base), model_name))
+        model.model_version_policy.specific.SetInParent()
+    set_label(model, label, version)
+    write_model_config(path, cfg)
+    return path
 
 
 def promote(config_path: str, model_name: str, candidate: int, examples: str, label: str = "stable",

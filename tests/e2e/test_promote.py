@@ -52,7 +52,7 @@ def test_promote_reject_and_bad_input(trained_model, tmp_path):
     assert report["promoted"] and report["baseline"] == 1 and len(report["checks"]) == 4
     model = find_model(read_model_config(str(cfg)), "posters")
     assert dict(model.version_labels) == {"stable": 2, "canary": 2}
-    assert sorted(model.model_version_policy.specific.versions) == [1, 2]
+    assert list(model.model_version_policy.specific.versions) == [2]  # version 1 lost its last label
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".models.config")], "temp file left behind"
 
     # Bad input: unknown version, unknown model, unreadable config, no examples → 2, nothing changed.
