@@ -53,3 +53,27 @@ def test_bad_config_files_are_bad_input(tmp_path):
     (tmp_path / "y.config").write_text('model_config_list { config { name: "a" } }')
     with pytest.raises(validate.BadInput, match="'posters' not in the config"):
         promote.find_model(promote.read_model_config(str(tmp_path / "y.config")), "posters")
+
+
+def test_cd_workflow_runs_the_pipeline_then_promotes_the_pushed_version():
+    """The documented CD job: its steps call real subcommands with flags the CLI accepts, in order."""
+    import os
+    import shlex
+
+    import yaml
+
+    from pipeline.cli import build_parser
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    wf = yaml.safe_load(open(os.path.join(root, ".github", "workflows", "cd.yml")))
+    steps = [s.get("run", "") for s in wf["jobs"]["pipeline-then-promote"]["steps"]]
+    commands = [line.strip() for s in steps for line in s.replace("\\\n", " ").splitlines()
+                if line.strip().startswith(".venv/bin/posters ")]
+    assert [c.split()[1] for c in commands] == ["run", "promote"]
+    parser = build_parser()
+    for c in commands:
+        args = parser.parse_args(shlex.split(c.replace('"$version"', "7"))[1:])
+        assert callable(args.func)
+    promote_args = parser.parse_args(shlex.split(commands[1].replace('"$version"', "7"))[1:])
+    assert promote_args.label == "stable" and promote_args.candidate == 7
+    assert promote_args.model_config_file.endswith("serving_model/models.config")
