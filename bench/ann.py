@@ -153,7 +153,7 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
     import tensorflow_recommenders as tfrs
 
     from components.export import make_scann, scann_params
-    from pipeline.config import IndexConfig
+    from core.config import IndexConfig
 
     print(f"[ann] N={n:,} {kind}", flush=True)
     cat, queries = dataset(n, kind, n_queries)

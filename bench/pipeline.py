@@ -33,8 +33,8 @@ COMPONENT_ORDER = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleVal
 
 _RUNNER = """
 import json, sys
-from pipeline.config import load_config
-from pipeline.local_runner import run
+from core.config import load_config
+from local_runner import run
 cfg = load_config(sys.argv[1], json.loads(sys.argv[2]), data_root=sys.argv[3], workdir=sys.argv[4])
 if sys.argv[5] == "transform_only":
     # the first four nodes of pipeline.pipeline.create_pipeline, built fresh (nodes taken from the full

@@ -21,7 +21,7 @@ import tensorflow_recommenders as tfrs
 
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
 from components.retrieval_metrics import index_recall
-from pipeline.config import IndexConfig, PipelineConfig
+from core.config import IndexConfig, PipelineConfig
 
 MAX_HISTORY = 100  # recommend uses the most recent 100 history ids
 INDEX_REPORT = "index_report.json"  # written to <export_dir>/assets.extra/ (TF Serving ignores it)
@@ -213,7 +213,7 @@ class PosterServingModule(tf.Module):
 
 def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, catalogue_files, export_dir,
                          extra_info: dict | None = None) -> dict:
-    from components.trainer import embed_dataset
+    from components.dataset import embed_dataset
 
     t0 = time.perf_counter()
     ids, emb, _ = embed_dataset(tower, feats, catalogue_files)
@@ -244,7 +244,7 @@ def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> 
     from PIL import Image
     from tensorboard.plugins import projector
 
-    from components.trainer import records
+    from components.dataset import records
 
     os.makedirs(log_dir, exist_ok=True)
     vecs, meta, thumbs = [], [], []

@@ -12,7 +12,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.model import get_backbone
-from pipeline.config import PipelineConfig
+from core.config import PipelineConfig
 
 IMAGE_KEY, GENRES_KEY, MOVIE_ID_KEY, TITLE_KEY = "image", "genres", "movie_id", "title"
 IMAGE_XF, GENRES_XF, PRIMARY_XF = "image_xf", "genres_xf", "primary_genre_xf"

@@ -11,7 +11,7 @@ import os
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from pipeline.config import PipelineConfig
+from core.config import PipelineConfig
 
 MODULE_PREPROCESSING = "components.preprocessing.preprocessing_fn"
 MODULE_RUN_FN = "components.trainer.run_fn"
@@ -132,7 +132,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         # Worker processes spawned by multi_processing never `import scann`, so TFMA could not load
         # a ScaNN export there ("Op type not registered 'Scann>TensorsToScann'"). The Evaluator runs
         # in-process (later flags win); distributed runners use the pipeline image, which imports
-        # scann at interpreter start (kubeflow/Dockerfile).
+        # scann at interpreter start (Dockerfile).
         evaluator.with_beam_pipeline_args(["--direct_running_mode=in_memory"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],

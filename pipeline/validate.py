@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from pipeline.config import GateConfig
+from core.config import GateConfig
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -10,7 +10,7 @@ and genres. Output:
     DIR/gallery.json        the raw answers (ids, scores) + the choices made, for tools and tests
     DIR/img/<id>.jpg        every catalogue poster shown
 
-No TFX import; TensorFlow is imported only inside `pipeline.tfrecords` to read the catalogue.
+No TFX import; TensorFlow is imported only inside `core.tfrecords` to read the catalogue.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from pipeline.config import ConfigError, PipelineConfig, load_config
+from core.config import ConfigError, PipelineConfig, load_config
 
 
 def test_defaults_are_the_production_setup():

@@ -105,7 +105,7 @@ def served(trained_model):
 
 @pytest.mark.slow
 def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_model, served, tmp_path, capsys):
-    from pipeline.cli import main as cli
+    from posters.cli import main as cli
 
     chromium = _chromium_or_skip()
     queries = 4
@@ -167,7 +167,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
     doc = json.loads((out / "gallery.json").read_text())
     first = doc["rows"][0]
     with PosterClient(f"127.0.0.1:{served.rest_port}", served.model_name) as client:
-        from pipeline.tfrecords import read_examples
+        from core.tfrecords import read_examples
 
         img = next(ex["image"] for ex in read_examples(catalog) if ex["movie_id"] == first["inputs"][0])
         direct = client.similar([img], K)[0]
@@ -199,7 +199,7 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
 def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
     from argparse import Namespace
 
-    from pipeline import sample_data
+    from datatools import sample_data
     from serving import gallery
 
     # A catalogue is needed before the server is asked: three real posters in a TFRecord.

@@ -2,7 +2,7 @@
 import numpy as np
 
 from components.export import build_index, exact_top_k, scann_params
-from pipeline.config import IndexConfig
+from core.config import IndexConfig
 
 
 def _clustered(n, d=32, clusters=20, seed=0):

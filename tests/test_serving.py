@@ -436,7 +436,7 @@ def test_cli_serve_and_query(base, tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
     err = open(tmp_path / "serve.err", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--model-base-path", str(base), "--rest-port", "0",
+        [sys.executable, "-m", "posters.cli", "serve", "--model-base-path", str(base), "--rest-port", "0",
          "--grpc-port", "0", "--poll-seconds", "1"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     lines: queue.Queue = queue.Queue()
@@ -456,15 +456,15 @@ def test_cli_serve_and_query(base, tmp_path):
 
         img = tmp_path / "q.png"
         img.write_bytes(png(COLOURS[4]))
-        q = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(img), "-k", "2",
+        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(img), "-k", "2",
                             "--server", rest], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 0, q.stderr
         assert "  1. m4" in q.stdout and "  3." not in q.stdout
 
-        q = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(tmp_path / "nope.png"),
+        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(tmp_path / "nope.png"),
                             "--server", rest], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 2 and "not found" in q.stderr
-        q = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(img),
+        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(img),
                             "--server", f"127.0.0.1:{free_port()}"],
                            cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 2 and "cannot reach" in q.stderr

@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _catalogue(data):
-    from pipeline.tfrecords import read_examples
+    from core.tfrecords import read_examples
 
     return list(read_examples(os.path.join(data, "*.tfrecord*")))
 
@@ -112,7 +112,7 @@ def _formats(jpeg: bytes) -> dict:
 
 
 def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(trained_model, tmp_path):
-    from pipeline.tfrecords import iter_serialized
+    from core.tfrecords import iter_serialized
 
     cat = _catalogue(trained_model["data"])[:12]
     ser = list(iter_serialized(os.path.join(trained_model["data"], "*.tfrecord*")))[:12]
@@ -171,19 +171,19 @@ def test_lineage_of_the_pushed_model_is_in_ml_metadata(trained_model):
 
 def test_validate_cli_exit_codes(trained_model, tmp_path):
     model, data = trained_model["model_dir"], os.path.join(trained_model["data"], "*.tfrecord*")
-    ok = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", data,
+    ok = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", data,
                          "--baseline", model], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     report = json.loads(ok.stdout)
     assert report["passed"] and len(report["checks"]) == 4  # 2 floors + 2 changes vs baseline
     (tmp_path / "strict.yaml").write_text("min_recall_at_10: 1.01\n")
-    fail = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", data,
+    fail = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", data,
                            "--thresholds", str(tmp_path / "strict.yaml")], capture_output=True, text=True, timeout=300)
     assert fail.returncode == 1 and json.loads(fail.stdout)["passed"] is False
-    bad = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", str(tmp_path), "--examples", data],
+    bad = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", str(tmp_path), "--examples", data],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no SavedModel" in bad.stderr
-    none = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
+    none = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
                           capture_output=True, text=True, timeout=300)
     assert none.returncode == 2
 
@@ -192,8 +192,8 @@ def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(t
     """Second run: a deliberately bad model (test-only `scramble_embeddings`, brute_force index) is
     evaluated against the blessed baseline, NOT blessed and NOT pushed; MLMD holds both
     evaluations; the unpushed brute_force model loads in TF without ScaNN."""
-    from pipeline.config import load_config
-    from pipeline.local_runner import run
+    from core.config import load_config
+    from local_runner import run
 
     before = sorted(glob.glob(os.path.join(trained_model["serving_base"], "*", "*")))
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),

@@ -13,7 +13,7 @@ TFX = os.path.join(os.path.dirname(sys.executable), "tfx")
 
 
 def test_tfx_pipeline_create_and_run_create(tmp_path):
-    from pipeline import sample_data
+    from datatools import sample_data
 
     sample_data.generate(str(tmp_path / "posters"), 120, size=(100, 150), seed=3, tfrecords=True)
     env = dict(os.environ, HOME=str(tmp_path / "home"), LOCAL_HOME=str(tmp_path / "tfx_local"),

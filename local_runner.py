@@ -1,7 +1,7 @@
 """Run the pipeline on LocalDagRunner with sqlite ML Metadata.
 
 `posters run --data DIR --workdir DIR` is the one-line path. The same file works with the TFX CLI
-(`tfx pipeline create --engine local --pipeline_path pipeline/local_runner.py`), which executes it
+(`tfx pipeline create --engine local --pipeline_path local_runner.py`), which executes it
 as `__main__`: there the config comes from `POSTERS_CONFIG` (default configs/demo.yaml), the data
 from `POSTERS_DATA` and the workdir from `POSTERS_WORKDIR`.
 """
@@ -9,16 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_ROOT = os.path.dirname(_HERE)
-# The TFX CLI runs this file directly with its folder on sys.path, where `pipeline.py` would shadow
-# the `pipeline` package: put the repo root first instead.
-sys.path[:] = [_ROOT] + [p for p in sys.path if os.path.abspath(p or ".") not in (_HERE, _ROOT)]
-
-from pipeline.config import PipelineConfig, load_config  # noqa: E402
+from core.config import PipelineConfig, load_config, load_config_from_env
 
 SUMMARY = "run_summary.json"
 
@@ -97,8 +90,8 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    _cfg = load_config(os.environ.get("POSTERS_CONFIG", os.path.join(_ROOT, "configs", "demo.yaml")),
-                       [s for s in os.environ.get("POSTERS_SET", "").split(";") if s],
-                       data_root=os.path.abspath(os.environ.get("POSTERS_DATA", os.path.join(_ROOT, "data"))),
-                       workdir=os.path.abspath(os.environ.get("POSTERS_WORKDIR", os.path.join(_ROOT, "workdir"))))
-    run(_cfg)
+    _ROOT = os.path.dirname(os.path.abspath(__file__))
+    run(load_config_from_env(
+        os.path.join(_ROOT, "configs", "demo.yaml"),
+        data_root=os.path.abspath(os.environ.get("POSTERS_DATA", os.path.join(_ROOT, "data"))),
+        workdir=os.path.abspath(os.environ.get("POSTERS_WORKDIR", os.path.join(_ROOT, "workdir")))))

@@ -1,7 +1,7 @@
 """`posters`: the one command-line entry point.
 
 Each subcommand imports its heavy dependencies lazily, so `posters query` / `serve` / `gallery`
-never pay the ~37 s `tfx.v1` import (see FINDINGS.md).
+never pay the ~37 s `tfx.v1` import (measured in docs/development.md).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tfrecords", action="store_true", help="also write TFRecords (data contract)")
     s.add_argument("--palette", choices=("graded", "genre"), default="graded",
                    help="graded (default): colour grades hide each genre's colours; genre: genres in their own colours")
-    s.set_defaults(func=_lazy("pipeline.sample_data"))
+    s.set_defaults(func=_lazy("datatools.sample_data"))
 
     s = sub.add_parser("import", help="import a poster CSV + image folder into TFRecords")
     s.add_argument("--csv", required=True, help="our CSV (movie_id,title,year,genres,poster) or Kaggle MovieGenre.csv")
@@ -47,14 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shards", type=int, default=4)
     s.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecords")
     s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
-    s.set_defaults(func=_lazy("pipeline.ingest"))
+    s.set_defaults(func=_lazy("datatools.ingest"))
 
     s = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")
     s.add_argument("--data", required=True, help="folder of TFRecords in the data contract")
     s.add_argument("--workdir", required=True, help="pipeline root, metadata.sqlite and serving_model/")
-    s.add_argument("--config", help="YAML/JSON config file (defaults: pipeline/config.py)")
+    s.add_argument("--config", help="YAML/JSON config file (defaults: core/config.py)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    s.set_defaults(func=_lazy("pipeline.local_runner"))
+    s.set_defaults(func=_lazy("local_runner"))
 
     s = sub.add_parser("validate", help="CD gate: retrieval metrics + thresholds; exit 0 pass, 1 fail, 2 bad input")
     s.add_argument("--model", required=True, help="exported SavedModel directory")

@@ -5,7 +5,7 @@ carries a learnable signal (genre → composition, motifs, typography, palette) 
 trivial (1–3 blended genres, random titles, layout jitter, noise, near-duplicate "series").
 
 Colour grades (`palette="graded"`, the default): most posters get a channel swap and some a
-negative-print look, so colour alone no longer names the genre. Measured why (issue 3): with
+negative-print look, so colour alone no longer names the genre. Measured why: with
 `palette="genre"` an *untrained* random CNN already ranks as well as an oracle that knows each
 poster's primary genre (its pooled features are a colour histogram), so training could not show
 what it learns; graded posters need motifs and composition, which only a trained network sees.
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline import tfrecords as tfr
+from core import tfrecords as tfr
 
 CSV_NAME = "posters.csv"
 CSV_COLUMNS = ("movie_id", "title", "year", "genres", "poster")

@@ -4,7 +4,7 @@ Shared by `posters sample` and `posters import` so both produce byte-compatible 
 tests/tools that need to look inside them. TensorFlow is imported lazily inside the functions:
 `import tensorflow` costs ~9 s and the CLI's light subcommands must not pay it.
 
-Contract (see ARCHITECTURE.md): `movie_id` bytes (required, unique), `image` bytes (JPEG/PNG, RGB
+Contract (docs/data.md): `movie_id` bytes (required, unique), `image` bytes (JPEG/PNG, RGB
 after decode), `genres` bytes list (>= 1), `title` bytes, `year` int64. All five features are
 always written (title "" / year 0 when unknown) so SchemaGen infers one consistent schema.
 """
