@@ -12,6 +12,7 @@ Raw bytes go through `transform_features_layer()`, the graph Transform used for 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -22,6 +23,8 @@ import tensorflow_recommenders as tfrs
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
 from components.retrieval_metrics import index_recall
 from core.config import IndexConfig, PipelineConfig
+
+log = logging.getLogger(__name__)
 
 MAX_HISTORY = 100  # recommend uses the most recent 100 history ids
 INDEX_REPORT = "index_report.json"  # written to <export_dir>/assets.extra/ (TF Serving ignores it)
@@ -234,8 +237,8 @@ def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, c
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:
         json.dump(report, f, indent=2, default=str)
-    print(f"[export] {report['kind']} index over {len(ids)} posters, recall@{report['k']} vs exact "
-          f"{report['recall_at_k_vs_exact']:.3f}, build {report['build_seconds']} s → {export_dir}")
+    log.info("%s index over %d posters, recall@%d vs exact %.3f, build %s s → %s", report["kind"], len(ids),
+             report["k"], report["recall_at_k_vs_exact"], report["build_seconds"], export_dir)
     return report
 
 

@@ -142,8 +142,8 @@ class Progress(tf.keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self.t_epoch)
         eta = float(np.mean(self.durations)) * (self.total - epoch - 1)
         metrics = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        print(f"[trainer] {self.phase} epoch {epoch + 1}/{self.total}: {metrics} "
-              f"({self.durations[-1]:.1f} s, ETA {eta:.0f} s)", flush=True)
+        log.info("%s epoch %d/%d: %s (%.1f s, ETA %.0f s)", self.phase, epoch + 1, self.total, metrics,
+                 self.durations[-1], eta)
 
 
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
@@ -166,7 +166,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
     progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs)
     for start, end, n_blocks in _schedule_stages(cfg):
         opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
-        print(f"[trainer] phase 1 epochs {start}-{end}: top {n_blocks} blocks open ({opened} layers)")
+        log.info("phase 1 epochs %d-%d: top %d blocks open (%d layers)", start, end, n_blocks, opened)
         with strategy.scope():
             model.compile(
                 optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
@@ -192,12 +192,12 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         with strategy.scope():
             tower.compile(optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr), loss=triplet_loss(cfg))
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
-        print(f"[trainer] phase 2: {cfg.phase2_epochs} epochs × {steps2} steps of P×K = {p}×{cfg.batch_k}")
+        log.info("phase 2: %d epochs × %d steps of P×K = %d×%d", cfg.phase2_epochs, steps2, p, cfg.batch_k)
         progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)
         h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2, progress2], verbose=0)
         history["phase2/loss"] = [float(v) for v in h.history["loss"]]
     else:
-        print(f"[trainer] phase 2 skipped: {len(valid)} labels with ≥2 examples, epochs={cfg.phase2_epochs}")
+        log.info("phase 2 skipped: %d labels with ≥2 examples, epochs=%d", len(valid), cfg.phase2_epochs)
     return model, tower, feats, history
 
 
@@ -232,7 +232,7 @@ def run_fn(fn_args):
         return
     _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
     report = retrieval_report(eval_emb, eval_genres)
-    print(f"[trainer] eval retrieval: {json.dumps(report)}")
+    log.info("eval retrieval: %s", json.dumps(report))
     writer = tf.summary.create_file_writer(os.path.join(log_dir, "retrieval"))
     with writer.as_default():
         for key, val in report.items():

@@ -206,7 +206,7 @@ if csv_path and os.path.isfile(csv_path):
         rows = [(r["movie_id"], os.path.join(sample_dir, r["poster"])) for r in csv.DictReader(f)]
     rows = [r for r in rows if os.path.isfile(r[1])]
 if len(rows) < 4:
-    from pipeline import tfrecords
+    from core import tfrecords
     rows = []
     for ex in tfrecords.read_examples(pattern):
         if not rows:
@@ -224,12 +224,12 @@ EOF
 echo "\$ posters query $QUERY_IMG --history $HISTORY -k 5"
 # shellcheck disable=SC2086
 "$POSTERS" query "$QUERY_IMG" --history $HISTORY -k 5 --server "127.0.0.1:$REST_PORT" \
-  --model-name "$MODEL_NAME" --catalog "$CATALOG" 2> "$LOGS/query.log" || {
+  --model-name "$MODEL_NAME" --catalogue "$CATALOG" 2> "$LOGS/query.log" || {
     cat "$LOGS/query.log" >&2; die "posters query failed"; }
 
 # ---------------------------------------------------------------------------------------------
 step "gallery"
-GALLERY=$("$POSTERS" gallery --server "127.0.0.1:$REST_PORT" --model-name "$MODEL_NAME" --catalog "$CATALOG" \
+GALLERY=$("$POSTERS" gallery --server "127.0.0.1:$REST_PORT" --model-name "$MODEL_NAME" --catalogue "$CATALOG" \
   --out "$WORKDIR/gallery" --metrics "$WORKDIR/run_summary.json" 2> "$LOGS/gallery.log") || {
     cat "$LOGS/gallery.log" >&2; die "posters gallery failed"; }
 echo "wrote $GALLERY (+ contact_sheet.png)"

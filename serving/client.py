@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-Neighbours = list[list[tuple[str, float]]]
+Neighbors = list[list[tuple[str, float]]]
 
 
 class ServingError(RuntimeError):
@@ -80,7 +80,7 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbours:
+def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbors:
     out = []
     for row_ids, row_scores in zip(ids, scores, strict=True):
         row = [(i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i), float(s))
@@ -109,7 +109,7 @@ class PosterClient:
         self._stubs = None
 
     # -- public API -------------------------------------------------------------------------
-    def similar(self, image_bytes_list: Sequence[bytes], k: int | None = None) -> Neighbours:
+    def similar(self, image_bytes_list: Sequence[bytes], k: int | None = None) -> Neighbors:
         """Nearest catalogue posters for each image (serving_default)."""
         out = self.predict("serving_default", {"image_bytes": list(image_bytes_list)})
         return _pairs(out["movie_ids"], out["scores"], k)
@@ -118,14 +118,14 @@ class PosterClient:
         return np.asarray(self.predict("embed", {"image_bytes": list(image_bytes_list)})["embedding"],
                           dtype=np.float32)
 
-    def neighbors(self, embeddings, k: int | None = None) -> Neighbours:
+    def neighbors(self, embeddings, k: int | None = None) -> Neighbors:
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim == 1:
             emb = emb[None, :]
         out = self.predict("neighbors", {"embedding": emb})
         return _pairs(out["movie_ids"], out["scores"], k)
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbours:
+    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbors:
         """Histories are padded with "" to one length (the model treats "" as padding)."""
         width = max((len(h) for h in histories), default=0) or 1
         rows = [[str(x).encode("utf-8") for x in h] + [b""] * (width - len(h)) for h in histories]
@@ -273,36 +273,31 @@ class PosterClient:
 # `posters query`
 
 
-def load_catalog(pattern: str) -> dict[str, tuple[str, list[str]]]:
-    """movie_id → (title, genres) from TFRecords in the data contract (imports TensorFlow)."""
-    files = sorted(globlib.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"--catalog {pattern!r} matches no files")
-    import tensorflow as tf
+def load_catalogue(pattern: str) -> dict[str, tuple[str, list[str]]]:
+    """Titles and genres of the catalogue, to print beside the ids a query returns.
 
-    out: dict[str, tuple[str, list[str]]] = {}
-    for f in files:
-        comp = "GZIP" if f.endswith(".gz") else ""
-        for rec in tf.data.TFRecordDataset(f, compression_type=comp).as_numpy_iterator():
-            feat = tf.train.Example.FromString(rec).features.feature
-            mid = feat["movie_id"].bytes_list.value
-            if not mid:
-                continue
-            title = feat["title"].bytes_list.value if "title" in feat else []
-            genres = feat["genres"].bytes_list.value if "genres" in feat else []
-            out[mid[0].decode("utf-8", "replace")] = (
-                title[0].decode("utf-8", "replace") if title else "",
-                [g.decode("utf-8", "replace") for g in genres],
-            )
-    return out
+    Args:
+        pattern: glob of TFRecord files in the data contract (imports TensorFlow to read them).
+
+    Returns:
+        movie_id → (title, genres).
+
+    Raises:
+        FileNotFoundError: no file matches `pattern`.
+    """
+    from core import tfrecords
+
+    if not globlib.glob(pattern):
+        raise FileNotFoundError(f"--catalogue {pattern!r} matches no files")
+    return {ex["movie_id"]: (ex["title"], ex["genres"]) for ex in tfrecords.read_examples(pattern) if ex["movie_id"]}
 
 
 def format_results(header: str, rows: Iterable[tuple[str, float]],
-                   catalog: dict[str, tuple[str, list[str]]] | None) -> str:
+                   catalogue: dict[str, tuple[str, list[str]]] | None) -> str:
     lines = [f"== {header} =="]
     for rank, (mid, score) in enumerate(rows, 1):
-        if catalog is not None:
-            title, genres = catalog.get(mid, ("?", []))
+        if catalogue is not None:
+            title, genres = catalogue.get(mid, ("?", []))
             lines.append(f"{rank:3d}. {mid:<12} {title[:40]:<40} {'|'.join(genres):<28} {score:8.4f}")
         else:
             lines.append(f"{rank:3d}. {mid:<12} {score:8.4f}")
@@ -326,10 +321,10 @@ def main(args: argparse.Namespace) -> int:
             return 2
         with open(path, "rb") as f:
             blobs.append(f.read())
-    catalog = None
-    if getattr(args, "catalog", None):
+    catalogue = None
+    if getattr(args, "catalogue", None):
         try:
-            catalog = load_catalog(args.catalog)
+            catalogue = load_catalogue(args.catalogue)
         except (FileNotFoundError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -343,13 +338,13 @@ def main(args: argparse.Namespace) -> int:
             mean = emb.mean(axis=0)
             mean /= max(float(np.linalg.norm(mean)), 1e-12)
             rows = client.neighbors(mean, k)[0]
-            blocks.append(format_results(f"style mix of {len(blobs)} images", rows, catalog))
+            blocks.append(format_results(f"style mix of {len(blobs)} images", rows, catalogue))
         elif blobs:
             for path, rows in zip(images, client.similar(blobs, k), strict=True):
-                blocks.append(format_results(path, rows, catalog))
+                blocks.append(format_results(path, rows, catalogue))
         if history:
             rows = client.recommend([history], k)[0]
-            blocks.append(format_results(f"recommendations after {' '.join(history)}", rows, catalog))
+            blocks.append(format_results(f"recommendations after {' '.join(history)}", rows, catalogue))
     except ServerUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -56,12 +56,12 @@ class Poster:
         return self.genres[0] if self.genres else "?"
 
 
-def read_catalog(pattern: str) -> list[Poster]:
+def read_catalogue(pattern: str) -> list[Poster]:
     """Metadata of every catalogue poster (image bytes are dropped: see `read_images`)."""
-    from pipeline import tfrecords
+    from core import tfrecords
 
     if not globlib.glob(pattern):
-        raise FileNotFoundError(f"--catalog {pattern!r} matches no files")
+        raise FileNotFoundError(f"--catalogue {pattern!r} matches no files")
     out, seen = [], set()
     for ex in tfrecords.read_examples(pattern):
         mid = ex["movie_id"]
@@ -73,7 +73,7 @@ def read_catalog(pattern: str) -> list[Poster]:
 
 def read_images(pattern: str, ids: Iterable[str]) -> dict[str, bytes]:
     """Encoded image bytes of the given ids (a second streaming pass: big catalogues stay off RAM)."""
-    from pipeline import tfrecords
+    from core import tfrecords
 
     want = set(ids)
     out: dict[str, bytes] = {}
@@ -91,19 +91,19 @@ def _key(seed: int, movie_id: str) -> str:
     return hashlib.sha1(f"{seed}:{movie_id}".encode()).hexdigest()
 
 
-def spread_order(catalog: Sequence[Poster], seed: int = 0) -> list[Poster]:
+def spread_order(catalogue: Sequence[Poster], seed: int = 0) -> list[Poster]:
     """All posters, round-robin over primary genres (genres sorted by name, posters by a seeded hash).
 
     The first n of this order are n query posters spread across genres; the same catalogue and seed
     always give the same order, whatever the order of the TFRecords.
     """
     by_genre: dict[str, list[Poster]] = defaultdict(list)
-    for p in catalog:
+    for p in catalogue:
         by_genre[p.primary].append(p)
     queues = [sorted(by_genre[g], key=lambda p: (_key(seed, p.movie_id), p.movie_id)) for g in sorted(by_genre)]
     out: list[Poster] = []
     depth = 0
-    while len(out) < len(catalog):
+    while len(out) < len(catalogue):
         for q in queues:
             if depth < len(q):
                 out.append(q[depth])
@@ -111,14 +111,14 @@ def spread_order(catalog: Sequence[Poster], seed: int = 0) -> list[Poster]:
     return out
 
 
-def choose_queries(catalog: Sequence[Poster], n: int, seed: int = 0) -> list[Poster]:
-    return spread_order(catalog, seed)[:max(0, n)]
+def choose_queries(catalogue: Sequence[Poster], n: int, seed: int = 0) -> list[Poster]:
+    return spread_order(catalogue, seed)[:max(0, n)]
 
 
-def choose_mix(catalog: Sequence[Poster], exclude: Iterable[str] = (), seed: int = 0) -> tuple[Poster, Poster] | None:
+def choose_mix(catalogue: Sequence[Poster], exclude: Iterable[str] = (), seed: int = 0) -> tuple[Poster, Poster] | None:
     """Two posters for the style mix: genres as different as possible (disjoint, else other primary)."""
     skip = set(exclude)
-    pool = [p for p in spread_order(catalog, seed) if p.movie_id not in skip] or list(spread_order(catalog, seed))
+    pool = [p for p in spread_order(catalogue, seed) if p.movie_id not in skip] or list(spread_order(catalogue, seed))
     if len(pool) < 2:
         return None
     a = pool[0]
@@ -129,15 +129,15 @@ def choose_mix(catalog: Sequence[Poster], exclude: Iterable[str] = (), seed: int
     return None
 
 
-def choose_history(catalog: Sequence[Poster], exclude: Iterable[str] = (), size: int = 3,
+def choose_history(catalogue: Sequence[Poster], exclude: Iterable[str] = (), size: int = 3,
                    seed: int = 0) -> list[Poster]:
     """A short watch history: `size` posters of the catalogue's most common primary genre."""
     skip = set(exclude)
-    counts = Counter(p.primary for p in catalog)
+    counts = Counter(p.primary for p in catalogue)
     if not counts:
         return []
     genre = sorted(counts, key=lambda g: (-counts[g], g))[0]
-    pool = [p for p in spread_order(catalog, seed) if p.primary == genre]
+    pool = [p for p in spread_order(catalogue, seed) if p.primary == genre]
     fresh = [p for p in pool if p.movie_id not in skip]
     return (fresh + [p for p in pool if p.movie_id in skip])[:size]
 
@@ -161,7 +161,7 @@ class Row:
     match_genres: list[set[str]] = field(default_factory=list)  # one set per input: highlight overlap
 
 
-def ask_server(client, catalog: Sequence[Poster], images: dict[str, bytes], queries: Sequence[Poster],
+def ask_server(client, catalogue: Sequence[Poster], images: dict[str, bytes], queries: Sequence[Poster],
                mix: tuple[Poster, Poster] | None, history: Sequence[Poster], k: int = K) -> list[Row]:
     """All rows of the page, answered by the served model."""
     rows: list[Row] = []
@@ -298,13 +298,13 @@ window.addEventListener("load", function () {
 
 
 class _Page:
-    def __init__(self, catalog: dict[str, Poster], srcs: dict[str, str]):
-        self.catalog = catalog
+    def __init__(self, catalogue: dict[str, Poster], srcs: dict[str, str]):
+        self.catalogue = catalogue
         self.srcs = srcs
 
     def card(self, mid: str, score: float | None = None, rank: int | None = None,
              match: Sequence[set[str]] = (), tag: str = "", is_input: bool = False) -> str:
-        p = self.catalog.get(mid)
+        p = self.catalogue.get(mid)
         title = p.title if p and p.title else mid
         genres = p.genres if p else []
         wanted = set().union(*match) if match else set()
@@ -341,7 +341,7 @@ class _Page:
         cards = []
         n_match = 0
         for rank, (mid, score) in enumerate(r.neighbours, 1):
-            p = self.catalog.get(mid)
+            p = self.catalogue.get(mid)
             tags = []
             if r.kind == "mix" and p:
                 tags = [t for t, gs in zip("AB", r.match_genres, strict=False) if set(p.genres) & gs]
@@ -383,10 +383,10 @@ def _gate_html(metrics_doc: dict | None, version: str | None) -> str:
             f'<div class="metrics" data-section="metrics">{tiles}</div>{warn}</div>')
 
 
-def render_html(rows: Sequence[Row], catalog: dict[str, Poster], srcs: dict[str, str], *, model_name: str,
+def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[str, str], *, model_name: str,
                 server: str, protocol: str, version: str | None, metrics_doc: dict | None,
-                catalog_size: int) -> str:
-    page = _Page(catalog, srcs)
+                catalogue_size: int) -> str:
+    page = _Page(catalogue, srcs)
     esc = html.escape
     sections = {"query": [], "mix": [], "history": []}
     for r in rows:
@@ -398,7 +398,7 @@ def render_html(rows: Sequence[Row], catalog: dict[str, Poster], srcs: dict[str,
         f"<script>{CHECK_JS}</script></head><body><main>",
         "<h1>Poster similarity — what the served model answers</h1>",
         f'<p class="sub">Model <b>{esc(model_name)}</b> at {esc(server)} ({esc(protocol.upper())}), '
-        f"catalogue of {catalog_size} posters. Scores are the model's similarity scores.</p>",
+        f"catalogue of {catalogue_size} posters. Scores are the model's similarity scores.</p>",
         _gate_html(metrics_doc, version),
     ]
     legend = ('<span class="legend"><span class="lm">shares a genre with the query</span>'
@@ -457,7 +457,7 @@ def _clip(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
-def render_contact_sheet(rows: Sequence[Row], catalog: dict[str, Poster], images: dict[str, bytes],
+def render_contact_sheet(rows: Sequence[Row], catalogue: dict[str, Poster], images: dict[str, bytes],
                          path: str, metrics_line: str = "") -> None:
     from PIL import Image, ImageDraw
 
@@ -490,14 +490,14 @@ def render_contact_sheet(rows: Sequence[Row], catalog: dict[str, Poster], images
         for mid in r.inputs:
             d.rectangle([x - border, ty - border, x + THUMB_W + border - 1, ty + THUMB_H + border - 1], fill=blue)
             sheet.paste(thumb(mid), (x, ty))
-            p = catalog.get(mid)
+            p = catalogue.get(mid)
             d.text((x, ty + THUMB_H + 4), _clip(d, p.primary if p else mid, f_small, THUMB_W), fill=blue,
                    font=f_small)
             x += cell_w
         x = pad + max_inputs * cell_w + 24
         wanted = set().union(*r.match_genres) if r.match_genres else set()
         for mid, score in r.neighbours:
-            p = catalog.get(mid)
+            p = catalogue.get(mid)
             match = bool(p and set(p.genres) & wanted)
             d.rectangle([x - border, ty - border, x + THUMB_W + border - 1, ty + THUMB_H + border - 1],
                         fill=green if match else grey)
@@ -512,37 +512,37 @@ def render_contact_sheet(rows: Sequence[Row], catalog: dict[str, Poster], images
 
 # --- driver -----------------------------------------------------------------------------------------
 
-def build_gallery(client, catalog_glob: str, out_dir: str, *, queries: int = 6, metrics_path: str | None = None,
+def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6, metrics_path: str | None = None,
                   seed: int = 0, k: int = K) -> str:
     """Ask the server, write DIR/index.html + contact_sheet.png + gallery.json + img/; returns index.html."""
     metrics_doc = None
     if metrics_path:
         with open(metrics_path) as f:
             metrics_doc = json.load(f)
-    catalog_list = read_catalog(catalog_glob)
-    if not catalog_list:
-        raise ValueError(f"--catalog {catalog_glob!r} holds no posters")
-    qs = choose_queries(catalog_list, queries, seed)
+    catalogue_list = read_catalogue(catalogue_glob)
+    if not catalogue_list:
+        raise ValueError(f"--catalogue {catalogue_glob!r} holds no posters")
+    qs = choose_queries(catalogue_list, queries, seed)
     used = {p.movie_id for p in qs}
-    mix = choose_mix(catalog_list, used, seed)
+    mix = choose_mix(catalogue_list, used, seed)
     used |= {p.movie_id for p in mix or ()}
-    history = choose_history(catalog_list, used, 3, seed)
+    history = choose_history(catalogue_list, used, 3, seed)
     inputs = [p.movie_id for p in qs] + [p.movie_id for p in mix or ()] + [p.movie_id for p in history]
-    images = read_images(catalog_glob, inputs)
+    images = read_images(catalogue_glob, inputs)
 
-    rows = ask_server(client, catalog_list, images, qs, mix, history, k)
+    rows = ask_server(client, catalogue_list, images, qs, mix, history, k)
     version = served_version(client)
 
     shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbours]))
-    images.update(read_images(catalog_glob, [m for m in shown if m not in images]))
+    images.update(read_images(catalogue_glob, [m for m in shown if m not in images]))
     os.makedirs(out_dir, exist_ok=True)
     srcs = write_images(images, shown, os.path.join(out_dir, "img"))
-    catalog = {p.movie_id: p for p in catalog_list}
+    catalogue = {p.movie_id: p for p in catalogue_list}
     server = getattr(client, "server", "?")
     protocol = getattr(client, "protocol", "rest")
     model_name = getattr(client, "model_name", "posters")
-    page = render_html(rows, catalog, srcs, model_name=model_name, server=server, protocol=protocol,
-                       version=version, metrics_doc=metrics_doc, catalog_size=len(catalog_list))
+    page = render_html(rows, catalogue, srcs, model_name=model_name, server=server, protocol=protocol,
+                       version=version, metrics_doc=metrics_doc, catalogue_size=len(catalogue_list))
     index = os.path.join(out_dir, "index.html")
     with open(index, "w", encoding="utf-8") as f:
         f.write(page)
@@ -551,11 +551,11 @@ def build_gallery(client, catalog_glob: str, out_dir: str, *, queries: int = 6, 
     if metrics_doc is not None:
         line = ("blessed" if metrics_doc.get("blessed") else "NOT blessed") + f" · version {version or '?'} · " + \
                " · ".join(f"{label} {_fmt(m.get(key))}" for key, label in METRICS if key in m)
-    render_contact_sheet(rows, catalog, images, os.path.join(out_dir, "contact_sheet.png"), line)
+    render_contact_sheet(rows, catalogue, images, os.path.join(out_dir, "contact_sheet.png"), line)
     with open(os.path.join(out_dir, "gallery.json"), "w") as f:
         json.dump({
             "model_name": model_name, "server": server, "protocol": protocol, "served_version": version,
-            "catalog": catalog_glob, "catalog_size": len(catalog_list),
+            "catalogue": catalogue_glob, "catalogue_size": len(catalogue_list),
             "blessed": (metrics_doc or {}).get("blessed"), "metrics": m,
             "rows": [{"kind": r.kind, "heading": r.heading, "inputs": r.inputs,
                       "neighbours": [[mid, score] for mid, score in r.neighbours]} for r in rows],
@@ -569,7 +569,7 @@ def main(args: argparse.Namespace) -> int:
     protocol = "grpc" if getattr(args, "grpc", False) else "rest"
     client = PosterClient(args.server, args.model_name, protocol=protocol)
     try:
-        index = build_gallery(client, args.catalog, args.out, queries=args.queries,
+        index = build_gallery(client, args.catalogue, args.out, queries=args.queries,
                               metrics_path=getattr(args, "metrics", None), seed=getattr(args, "seed", 0))
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
         print(f"posters gallery: error: {e}", file=sys.stderr)

@@ -110,13 +110,13 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
     chromium = _chromium_or_skip()
     queries = 4
     out = tmp_path / "gallery"
-    catalog = os.path.join(trained_model["data"], "*.tfrecord*")
+    catalogue = os.path.join(trained_model["data"], "*.tfrecord*")
     # the fixture's own summary: later tests may re-run the pipeline in the same workdir
     summary_path = str(tmp_path / "run_summary.json")
     with open(summary_path, "w") as f:
         json.dump(trained_model["summary"], f)
     rc = cli(["gallery", "--server", f"127.0.0.1:{served.rest_port}", "--model-name", served.model_name,
-              "--catalog", catalog, "--out", str(out), "--queries", str(queries), "--metrics", summary_path])
+              "--catalogue", catalogue, "--out", str(out), "--queries", str(queries), "--metrics", summary_path])
     assert rc == 0
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     for name in ("index.html", "contact_sheet.png", "gallery.json"):
@@ -169,7 +169,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
     with PosterClient(f"127.0.0.1:{served.rest_port}", served.model_name) as client:
         from core.tfrecords import read_examples
 
-        img = next(ex["image"] for ex in read_examples(catalog) if ex["movie_id"] == first["inputs"][0])
+        img = next(ex["image"] for ex in read_examples(catalogue) if ex["movie_id"] == first["inputs"][0])
         direct = client.similar([img], K)[0]
     assert [mid for mid, _ in direct] == [mid for mid, _ in first["neighbours"]]
 
@@ -180,11 +180,11 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
 
     from serving import gallery
 
-    catalog = os.path.join(trained_model["data"], "*.tfrecord*")
+    catalogue = os.path.join(trained_model["data"], "*.tfrecord*")
     docs = {}
     for proto, port in (("rest", served.rest_port), ("grpc", served.grpc_port)):
         out = tmp_path / proto
-        rc = gallery.main(Namespace(server=f"127.0.0.1:{port}", model_name=served.model_name, catalog=catalog,
+        rc = gallery.main(Namespace(server=f"127.0.0.1:{port}", model_name=served.model_name, catalogue=catalogue,
                                     out=str(out), queries=3, metrics=None, grpc=proto == "grpc", seed=0))
         assert rc == 0
         docs[proto] = json.loads((out / "gallery.json").read_text())
@@ -205,7 +205,7 @@ def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
     # A catalogue is needed before the server is asked: three real posters in a TFRecord.
     sample_data.generate(str(tmp_path / "p"), 3, size=(64, 96), seed=1, tfrecords=True)
     rc = gallery.main(Namespace(server="127.0.0.1:9", model_name="posters", out=str(tmp_path / "g"),
-                                catalog=str(tmp_path / "p" / "tfrecords" / "*.tfrecord*"), queries=2,
+                                catalogue=str(tmp_path / "p" / "tfrecords" / "*.tfrecord*"), queries=2,
                                 metrics=None, grpc=False, seed=0))
     assert rc == 2
     assert "cannot reach the model server" in capsys.readouterr().err

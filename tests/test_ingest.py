@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from core import tfrecords as tfr
-from pipeline import cli, ingest
+from datatools import ingest
+from posters import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

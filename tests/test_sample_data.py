@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from core import tfrecords as tfr
-from pipeline import cli, sample_data
+from datatools import sample_data
+from posters import cli
 
 
 def _files(d: Path) -> dict[str, bytes]:

@@ -339,7 +339,7 @@ def test_query_main_in_process(server, tmp_path, capsys):
         p = tmp_path / f"poster{i}.png"
         p.write_bytes(png(COLOURS[i]))
         paths.append(str(p))
-    cat = tmp_path / "catalog.tfrecord"
+    cat = tmp_path / "catalogue.tfrecord"
     with tf.io.TFRecordWriter(str(cat)) as w:
         for i in range(len(COLOURS)):
             feats = {"movie_id": [f"m{i}".encode()], "title": [f"Film {i}".encode()],
@@ -350,10 +350,10 @@ def test_query_main_in_process(server, tmp_path, capsys):
 
     def args(**kw):
         base = dict(images=paths, history=[], mix=False, k=2, server=f"127.0.0.1:{server.rest_port}",
-                    grpc=False, model_name="posters", catalog=None)
+                    grpc=False, model_name="posters", catalogue=None)
         return Namespace(**{**base, **kw})
 
-    assert client_mod.main(args(catalog=str(cat))) == 0
+    assert client_mod.main(args(catalogue=str(cat))) == 0
     out = capsys.readouterr().out
     assert "Film 0" in out and "Drama|War" in out and out.count("==") == 4
     assert client_mod.main(args(mix=True, history=["m0"], grpc=True,
