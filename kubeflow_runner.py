@@ -23,7 +23,7 @@ DATA_ROOT_PARAM = "data-root"
 def _pipeline(cfg: PipelineConfig):
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
 
     data_root = tfx.dsl.experimental.RuntimeParameter(name=DATA_ROOT_PARAM, ptype=str, default=cfg.data_root)
     return create_pipeline(

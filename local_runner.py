@@ -19,7 +19,7 @@ SUMMARY = "run_summary.json"
 def run(cfg: PipelineConfig, until: str | None = None) -> dict:
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
 
     os.makedirs(cfg.workdir, exist_ok=True)
     p = create_pipeline(

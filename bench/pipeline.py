@@ -37,10 +37,10 @@ from core.config import load_config
 from local_runner import run
 cfg = load_config(sys.argv[1], json.loads(sys.argv[2]), data_root=sys.argv[3], workdir=sys.argv[4])
 if sys.argv[5] == "transform_only":
-    # the first four nodes of pipeline.pipeline.create_pipeline, built fresh (nodes taken from the full
+    # the first four nodes of pipeline.definition.create_pipeline, built fresh (nodes taken from the full
     # pipeline keep references to their downstream nodes, which TFX rejects)
     from tfx import v1 as tfx
-    from pipeline.pipeline import MODULE_PREPROCESSING, module_config
+    from pipeline.definition import MODULE_PREPROCESSING, module_config
     conn = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
     eg = tfx.components.ImportExampleGen(
         input_base=cfg.data_root,

@@ -52,7 +52,7 @@ def test_demo_preset_loads():
 
 
 def test_transform_config_excludes_training_settings():
-    from pipeline.pipeline import module_config
+    from pipeline.definition import module_config
 
     a, b = load_config(None, ["phase1_epochs=1"]), load_config(None, ["phase1_epochs=9", "gates.max_recall_drop=0.5"])
     assert module_config(a, "transform") == module_config(b, "transform")

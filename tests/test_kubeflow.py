@@ -22,7 +22,7 @@ def cfg(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_edges(cfg):
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
 
     p = create_pipeline(cfg)
     return {c.id: sorted(u.id for u in c.upstream_nodes) for c in p.components}
