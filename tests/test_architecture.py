@@ -230,7 +230,8 @@ def test_installed_names_belong_to_no_other_distribution():
     """setup.py's packages and modules must not hide another distribution's import names (as a top-level
     `kubeflow` package hid the Kubeflow SDKs' `kubeflow.*`)."""
     text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
-    call = next(n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
+    call = next(n for n in ast.walk(ast.parse(text))
+                if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
     kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("packages", "py_modules")}
     names = set(kw["packages"]) | set(kw["py_modules"])
     assert {"core", "pipeline", "local_runner", "kubeflow_runner"} <= names and "kubeflow" not in names
