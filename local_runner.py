@@ -12,6 +12,7 @@ import os
 import time
 
 from core.config import PipelineConfig, load_config, load_config_from_env
+from core.logs import show_progress
 
 SUMMARY = "run_summary.json"
 
@@ -90,6 +91,7 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
+    show_progress()
     _ROOT = os.path.dirname(os.path.abspath(__file__))
     run(load_config_from_env(
         os.path.join(_ROOT, "configs", "demo.yaml"),

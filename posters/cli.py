@@ -36,13 +36,9 @@ def quiet(verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=_API_CORE_WARNING_MODULE.rsplit(".", 1)[0])
         opt = f"ignore::FutureWarning:{_API_CORE_WARNING_MODULE}"
         os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), opt) if w)
-    # The model code's progress lines (trainer epochs, export summary), as `[trainer] …`.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("[%(module)s] %(message)s"))
-    components = logging.getLogger("components")
-    components.addHandler(handler)
-    components.setLevel(logging.INFO)
-    components.propagate = False
+    from core.logs import show_progress
+
+    show_progress()
 
 
 def _lazy(module: str):
