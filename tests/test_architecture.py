@@ -20,7 +20,8 @@ import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 PRODUCT = ("core", "components", "datatools", "serving", "pipeline", "local_runner", "kubeflow_runner", "posters")
 ALLOWED = {
     "core": set(),

@@ -5,13 +5,13 @@ Behaviour only (files, keys, goal records) — never timings, which depend on th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 BENCHES = ("ann", "training", "pipeline", "serving", "learning")
 KEYS = {"name", "quick", "started", "seconds", "machine", "versions", "params", "results", "goals", "table", "notes"}
 

@@ -12,8 +12,8 @@ from html.parser import HTMLParser
 import pytest
 
 from serving.gallery import Poster, choose_history, choose_mix, choose_queries, safe_name, spread_order
+from tests.helpers import ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 10
 
 
@@ -85,7 +85,7 @@ class _Dom(HTMLParser):
 
 
 def _chromium_or_skip() -> str:
-    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "ensure_chromium.sh")], capture_output=True,
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_chromium.sh")], capture_output=True,
                        text=True, timeout=900)
     if r.returncode == 3:
         pytest.skip(f"headless Chromium cannot be installed here: {r.stderr.strip()}")
@@ -123,7 +123,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
         assert (out / name).stat().st_size > 0
 
     shot, dom_file = tmp_path / "shot.png", tmp_path / "dom.html"
-    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "screenshot_gallery.sh"), str(out), str(shot),
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "screenshot_gallery.sh"), str(out), str(shot),
                         str(dom_file)], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, f"{chromium}: {r.stderr}"
 

@@ -18,8 +18,7 @@ from PIL import Image
 from core import tfrecords as tfr
 from datatools import ingest
 from posters import cli
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT
 
 
 def _rgb(w: int = 64, h: int = 96, seed: int = 0) -> Image.Image:

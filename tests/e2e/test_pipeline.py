@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
+
 pytestmark = pytest.mark.slow
 PY = sys.executable
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _catalogue(data):
@@ -41,7 +42,7 @@ FRESH = r"""
 import json, sys
 sys.path = [p for p in sys.path if p not in ("", "{repo}")]
 import tensorflow as tf, scann  # noqa: F401  — nothing from the project
-for mod in ("components", "pipeline", "serving"):
+for mod in ("core", "components", "pipeline", "serving"):
     try:
         __import__(mod); raise SystemExit("project code importable: " + mod)
     except ImportError:
@@ -123,7 +124,7 @@ def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(train
     everything = _catalogue(trained_model["data"])
     (tmp_path / "all.json").write_text(json.dumps([c["image"].hex() for c in everything]))
     (tmp_path / "ids.json").write_text(json.dumps([c["movie_id"] for c in everything]))
-    (tmp_path / "fresh.py").write_text(FRESH.format(repo=REPO))
+    (tmp_path / "fresh.py").write_text(FRESH.format(repo=ROOT))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([PY, str(tmp_path / "fresh.py"), trained_model["model_dir"], str(tmp_path / "cat.json"),
                            str(tmp_path / "formats.json"), str(tmp_path / "all.json"), str(tmp_path / "ids.json")],
@@ -196,7 +197,7 @@ def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(t
     from local_runner import run
 
     before = sorted(glob.glob(os.path.join(trained_model["serving_base"], "*", "*")))
-    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),
+    cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"),
                       ["phase1_epochs=2", "phase2_epochs=2", "beam_direct_running_mode=in_memory", "batch_size=32",
                        "index.kind=brute_force", "scramble_embeddings=true"],
                       data_root=trained_model["data"], workdir=trained_model["workdir"])
