@@ -18,9 +18,19 @@ SUMMARY = "run_summary.json"
 
 
 def run(cfg: PipelineConfig, until: str | None = None) -> dict:
+    """Run the pipeline once on LocalDagRunner (cached components are skipped) and summarise it.
+
+    Args:
+        cfg: the config; its `workdir` receives pipeline_root/, metadata.sqlite and serving_model/.
+        until: stop after this component (see `create_pipeline`); None runs every component.
+
+    Returns:
+        The run summary (`pipeline.lineage.summarize`), also written to `<workdir>/run_summary.json`.
+    """
     from tfx import v1 as tfx
 
     from pipeline.definition import create_pipeline
+    from pipeline.lineage import summarize
 
     os.makedirs(cfg.workdir, exist_ok=True)
     p = create_pipeline(
@@ -34,55 +44,8 @@ def run(cfg: PipelineConfig, until: str | None = None) -> dict:
     return summary
 
 
-def summarize(cfg: PipelineConfig, seconds: float | None = None) -> dict:
-    """Blessing, metrics and pushed model of the newest run, read back from ML Metadata."""
-    from ml_metadata import metadata_store
-    from ml_metadata.proto import metadata_store_pb2
-
-    conn = metadata_store_pb2.ConnectionConfig()
-    conn.sqlite.filename_uri = cfg.metadata_path
-    store = metadata_store.MetadataStore(conn)
-
-    def newest(type_name):
-        arts = store.get_artifacts_by_type(type_name)
-        return max(arts, key=lambda a: a.id) if arts else None
-
-    out: dict = {"pipeline_name": cfg.pipeline_name, "workdir": os.path.abspath(cfg.workdir)}
-    if seconds is not None:
-        out["wall_seconds"] = round(seconds, 1)
-    blessing = newest("ModelBlessing")
-    if blessing is not None:
-        out["blessed"] = bool(blessing.custom_properties["blessed"].int_value)
-    evaluation = newest("ModelEvaluation")
-    if evaluation is not None:
-        out["evaluation_uri"] = evaluation.uri
-        out["metrics"] = read_metrics(evaluation.uri)
-    pushed = newest("PushedModel")
-    if pushed is not None and "pushed" in pushed.custom_properties:
-        out["pushed"] = bool(pushed.custom_properties["pushed"].int_value)
-        if out["pushed"]:
-            out["pushed_destination"] = pushed.custom_properties["pushed_destination"].string_value
-    out["serving_base_path"] = os.path.abspath(os.path.dirname(cfg.serving_dir))
-    out["model_name"] = cfg.model_name
-    return out
-
-
-def read_metrics(evaluation_uri: str) -> dict:
-    import tensorflow_model_analysis as tfma
-
-    result = tfma.load_eval_result(evaluation_uri)
-    metrics = {}
-    for _, per_output in result.slicing_metrics:
-        for _, by_sub in per_output.items():
-            for _, vals in by_sub.items():
-                for name, v in vals.items():
-                    value = v.get("doubleValue")
-                    if value is not None:
-                        metrics[name] = value
-    return metrics
-
-
 def main(args) -> int:
+    """`posters run`: exit 0 when the new model was blessed, 1 when the gate blocked it."""
     cfg = load_config(args.config, args.set, data_root=os.path.abspath(args.data),
                       workdir=os.path.abspath(args.workdir))
     summary = run(cfg)

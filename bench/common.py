@@ -22,8 +22,6 @@ RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 CACHE_DIR = os.path.join(ROOT, "bench", ".cache")
 TABLE_FILE = "README_table.md"
 BENCHES = ("ann", "serving", "training", "pipeline", "learning")
-RESULT_KEYS = ("name", "quick", "started", "seconds", "machine", "versions", "params", "results", "goals",
-               "table", "notes")
 
 
 # --- environment ----------------------------------------------------------------------------------

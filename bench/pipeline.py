@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -62,21 +61,6 @@ else:
 """
 
 
-def component_times(metadata_path: str) -> list[dict]:
-    """One row per execution: component type, state, seconds (from MLMD timestamps, ms)."""
-    con = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT e.id, t.name, e.last_known_state, e.create_time_since_epoch, e.last_update_time_since_epoch "
-            "FROM Execution e JOIN Type t ON e.type_id = t.id ORDER BY e.id").fetchall()
-    finally:
-        con.close()
-    states = {1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
-    return [{"execution_id": i, "component": name.rsplit(".", 1)[-1], "type": name,
-             "state": states.get(st, str(st)), "seconds": round((end - start) / 1000.0, 2)}
-            for i, name, st, start, end in rows]
-
-
 def run_pipeline(data: str, workdir: str, overrides: list[str], mode: str = "full") -> dict:
     import json
 
@@ -91,6 +75,8 @@ def run_pipeline(data: str, workdir: str, overrides: list[str], mode: str = "ful
         proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     meta = os.path.join(workdir, "metadata.sqlite")
+    from pipeline.lineage import component_times
+
     execs = component_times(meta) if os.path.exists(meta) else []
     ok = proc.returncode == 0
     print(f"[pipeline] {mode} run in {workdir}: rc {proc.returncode}, {wall:.1f} s", flush=True)

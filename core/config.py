@@ -41,6 +41,15 @@ class GateConfig:
     max_recall_drop: float = 0.05
     max_map_drop: float = 0.05  # MAP@R vs the last blessed model (more sensitive than recall@10)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateConfig:
+        """Thresholds from a mapping, checked like the pipeline config (unknown keys, types).
+
+        Raises:
+            ConfigError: an unknown threshold or a value of the wrong type.
+        """
+        return _build(cls, d, "gates.")
+
 
 @dataclass
 class PipelineConfig:
