@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, documented_signatures
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
@@ -152,7 +152,7 @@ def test_saved_model_cli_lists_the_documented_signatures(trained_model):
     cli = os.path.join(os.path.dirname(PY), "saved_model_cli")
     out = subprocess.run([cli, "show", "--dir", trained_model["model_dir"], "--all"],
                          capture_output=True, text=True, timeout=300).stdout
-    for sig in ("serving_default", "embed", "neighbors", "recommend", "embed_examples"):
+    for sig in documented_signatures():  # all of them, transform_features included
         assert f"signature_def['{sig}']" in out
     block = out.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     assert "inputs['image_bytes']" in block and "DT_STRING" in block
