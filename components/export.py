@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from components.dataset import embed_dataset, records
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
 from components.retrieval_metrics import index_recall
 from core.config import IndexConfig, PipelineConfig
@@ -216,8 +217,22 @@ class PosterServingModule(tf.Module):
 
 def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, catalogue_files, export_dir,
                          extra_info: dict | None = None) -> dict:
-    from components.dataset import embed_dataset
+    """Embed the catalogue, build its index and save the serving SavedModel (signatures: module docstring).
 
+    Args:
+        cfg: the pipeline config (`index`, `seed`, `backbone`).
+        model: the full Keras model (backbone + embedding + genre logits), for `embed_examples`' logits.
+        tower: the embedding tower (image → L2-normalised embedding) that is served.
+        feats: `components.dataset.Features` of the Transform output (image size, genre vocabulary).
+        tft_output: the `TFTransformOutput`; its graph preprocesses raw bytes inside the SavedModel.
+        catalogue_files: transformed-example globs to index (train + eval; a poster is indexed once).
+        export_dir: where to save (the Trainer's `serving_model_dir`).
+        extra_info: more entries for `assets.extra/index_report.json` (training history, metrics).
+
+    Returns:
+        The index report written to `assets.extra/index_report.json` (kind, parameters, recall vs
+        exact search, build time, catalogue and SavedModel size, …).
+    """
     t0 = time.perf_counter()
     ids, emb, _ = embed_dataset(tower, feats, catalogue_files)
     uniq, first = np.unique(ids, return_index=True)  # a poster in two splits is indexed once
@@ -246,8 +261,6 @@ def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> 
     """TensorBoard projector: vectors.tsv, metadata.tsv (title, genres), sprite.png of the posters."""
     from PIL import Image
     from tensorboard.plugins import projector
-
-    from components.dataset import records
 
     os.makedirs(log_dir, exist_ok=True)
     vecs, meta, thumbs = [], [], []

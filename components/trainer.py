@@ -218,7 +218,13 @@ def scrambled_tower(tower: tf.keras.Model) -> tf.keras.Model:
 
 
 def run_fn(fn_args):
-    """TFX Trainer entry point (GenericExecutor)."""
+    """TFX Trainer entry point (GenericExecutor): train both phases, then (chief only) export.
+
+    Args:
+        fn_args: TFX's `FnArgs`: `custom_config["config"]` (the config subset), `transform_output`,
+            `train_files` / `eval_files` (transformed examples), `model_run_dir` (TensorBoard logs,
+            projector) and `serving_model_dir` (the SavedModel the Evaluator and Pusher take).
+    """
     from components import export
 
     cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])

@@ -27,7 +27,7 @@ PALETTE=${PALETTE:-graded}
 mkdir -p "$WORKDIR/logs"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 LOGS=$WORKDIR/logs
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+export PYTHONUNBUFFERED=1  # `posters` hides TensorFlow's C++ logs itself (-v shows them)
 
 T0=$SECONDS
 STEP_T=$SECONDS

@@ -90,9 +90,17 @@ def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbors:
 
 
 class PosterClient:
-    """Talks to `posters serve` or the real TF Serving binary.
+    """Talks to `posters serve` or the real TF Serving binary; REST and gRPC give the same answers.
 
-    protocol="rest": `server` is host:port of the REST API (8501); "grpc": of the gRPC API (8500).
+    Args:
+        server: host:port of the REST API (default 8501) or, with protocol="grpc", of the gRPC API (8500).
+        model_name: the served model's name (TF Serving's `--model_name`).
+        protocol: "rest" (standard library only, no TensorFlow import) or "grpc".
+        timeout: seconds per request.
+        version: ask this model version; None = the newest one the server has loaded.
+
+    Raises:
+        ValueError: an unknown protocol.
     """
 
     def __init__(self, server: str = "localhost:8501", model_name: str = "posters", protocol: str = "rest",
@@ -110,15 +118,37 @@ class PosterClient:
 
     # -- public API -------------------------------------------------------------------------
     def similar(self, image_bytes_list: Sequence[bytes], k: int | None = None) -> Neighbors:
-        """Nearest catalogue posters for each image (serving_default)."""
+        """Nearest catalogue posters for each image (signature `serving_default`).
+
+        Args:
+            image_bytes_list: encoded JPEG/PNG images.
+            k: keep the first k neighbours (at most the k the model was exported with).
+
+        Returns:
+            Per image, `[(movie_id, score), …]`, best first.
+
+        Raises:
+            ServingError: the server rejected the request (e.g. undecodable bytes: status 400).
+            ServerUnavailable: nothing answers at `server`.
+        """
         out = self.predict("serving_default", {"image_bytes": list(image_bytes_list)})
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def embed(self, image_bytes_list: Sequence[bytes]) -> np.ndarray:
+        """L2-normalised embeddings of encoded images (signature `embed`), float32 [B, D]."""
         return np.asarray(self.predict("embed", {"image_bytes": list(image_bytes_list)})["embedding"],
                           dtype=np.float32)
 
     def neighbors(self, embeddings, k: int | None = None) -> Neighbors:
+        """Nearest catalogue posters to given embeddings (signature `neighbors`).
+
+        Args:
+            embeddings: [D] or [B, D] floats, e.g. the re-normalised mean of several posters (a style mix).
+            k: keep the first k neighbours.
+
+        Returns:
+            Per embedding, `[(movie_id, score), …]`, best first.
+        """
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim == 1:
             emb = emb[None, :]
@@ -126,13 +156,23 @@ class PosterClient:
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbors:
-        """Histories are padded with "" to one length (the model treats "" as padding)."""
+        """Recommendations from watch histories (signature `recommend`); watched ids never come back.
+
+        Args:
+            histories: per user, the movie ids watched (most recent last); padded here with "" to
+                one length, which the model treats as padding.
+            k: keep the first k recommendations.
+
+        Returns:
+            Per history, `[(movie_id, score), …]`, best first.
+        """
         width = max((len(h) for h in histories), default=0) or 1
         rows = [[str(x).encode("utf-8") for x in h] + [b""] * (width - len(h)) for h in histories]
         out = self.predict("recommend", {"history": rows})
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def status(self) -> dict:
+        """The model's version status, in TF Serving's REST JSON shape (over gRPC too)."""
         if self.protocol == "rest":
             return self._rest("GET", self._model_url())
         from google.protobuf import json_format
@@ -147,6 +187,7 @@ class PosterClient:
                                          including_default_value_fields=True)
 
     def metadata(self) -> dict:
+        """The model's signature definitions, in TF Serving's REST JSON shape (over gRPC too)."""
         if self.protocol == "rest":
             return self._rest("GET", self._model_url() + "/metadata")
         from google.protobuf import json_format
@@ -166,7 +207,19 @@ class PosterClient:
         }
 
     def predict(self, signature: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Run any signature; values are lists / numpy arrays, bytes for binary strings."""
+        """Run any signature by name.
+
+        Args:
+            signature: the signature name, e.g. "serving_default".
+            inputs: input name → list / numpy array (bytes for binary strings).
+
+        Returns:
+            Output name → numpy array (typed from the model's metadata over REST).
+
+        Raises:
+            ServingError: the server rejected the request.
+            ServerUnavailable: nothing answers at `server`.
+        """
         if self.protocol == "grpc":
             return self._predict_grpc(signature, inputs)
         body = {"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}
@@ -181,6 +234,7 @@ class PosterClient:
         return {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}
 
     def close(self) -> None:
+        """Close the gRPC channel, if one was opened (REST keeps no connection)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
