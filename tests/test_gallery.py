@@ -11,7 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from serving.gallery import Poster, choose_history, choose_mix, choose_queries, safe_name, spread_order
+from serving.gallery import choose_history, choose_mix, choose_queries, spread_order
+from serving.gallery_page import Poster, safe_name
 from tests.helpers import ROOT
 
 K = 10
