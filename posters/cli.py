@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST")
     s.add_argument("--model-name", default="posters")
     s.add_argument("--catalogue", "--catalog", help="TFRecords glob to show titles/genres for ids")
-    s.set_defaults(func=_lazy("serving.client"))
+    s.set_defaults(func=_lazy("serving.query"))
 
     s = sub.add_parser("gallery", parents=[common],
                        help="HTML gallery (+PNG contact sheet) of neighbours from the served model")

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import client as client_mod
 from serving import local_server
+from serving import query as query_mod
 from serving.client import PosterClient, ServerUnavailable, ServingError
 from serving.local_server import ModelServer
 from tests.helpers import ROOT
@@ -280,14 +280,14 @@ def test_query_main_in_process(server, tmp_path, capsys):
                     grpc=False, model_name="posters", catalogue=None)
         return Namespace(**{**base, **kw})
 
-    assert client_mod.main(args(catalogue=str(cat))) == 0
+    assert query_mod.main(args(catalogue=str(cat))) == 0
     out = capsys.readouterr().out
     assert "Film 0" in out and "Drama|War" in out and out.count("==") == 4
-    assert client_mod.main(args(mix=True, history=["m0"], grpc=True,
+    assert query_mod.main(args(mix=True, history=["m0"], grpc=True,
                                 server=f"127.0.0.1:{server.grpc_port}")) == 0
     out = capsys.readouterr().out
     assert "style mix of 2 images" in out and "recommendations after m0" in out
-    assert client_mod.main(args(images=[str(tmp_path / "missing.png")])) == 2
+    assert query_mod.main(args(images=[str(tmp_path / "missing.png")])) == 2
     assert "not found" in capsys.readouterr().err
 
 
