@@ -43,3 +43,14 @@ def test_bad_bytes_raise_invalid_argument():
 
     with pytest.raises(tf.errors.InvalidArgumentError):
         encode_pixels(tf.constant([b"not an image"]), 32, 32)
+
+
+def test_image_size_is_the_backbones_unless_configured():
+    """The production default trains nasnet_large at its native 331×331; the demo preset small_cnn at
+    144×96 (2:3 portrait, like the posters); `image_size` overrides either."""
+    from components.preprocessing import image_size
+    from core.config import load_config
+
+    assert image_size(load_config()) == (331, 331)
+    assert image_size(load_config("configs/demo.yaml")) == (144, 96)
+    assert image_size(load_config(None, ["image_size=[60, 40]"])) == (60, 40)
