@@ -180,7 +180,7 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
     rows = ask_server(client, catalogue_list, images, qs, mix, history, k)
     version = served_version(client)
 
-    shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbours]))
+    shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbors]))
     images.update(read_images(catalogue_glob, [m for m in shown if m not in images]))
     os.makedirs(out_dir, exist_ok=True)
     srcs = write_images(images, shown, os.path.join(out_dir, "img"))
@@ -205,7 +205,7 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
             "catalogue": catalogue_glob, "catalogue_size": len(catalogue_list),
             "blessed": (metrics_doc or {}).get("blessed"), "metrics": m,
             "rows": [{"kind": r.kind, "heading": r.heading, "inputs": r.inputs,
-                      "neighbours": [[mid, score] for mid, score in r.neighbours]} for r in rows],
+                      "neighbors": [[mid, score] for mid, score in r.neighbors]} for r in rows],
         }, f, indent=1)
     return index
 

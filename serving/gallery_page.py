@@ -44,7 +44,7 @@ class Row:
     kind: str  # "query" | "mix" | "history"
     heading: str
     inputs: list[str]  # movie ids shown on the left
-    neighbours: list[tuple[str, float]]
+    neighbors: list[tuple[str, float]]
     match_genres: list[set[str]] = field(default_factory=list)  # one set per input: highlight overlap
 
 
@@ -198,7 +198,7 @@ class _Page:
             for i, mid in enumerate(r.inputs))
         cards = []
         n_match = 0
-        for rank, (mid, score) in enumerate(r.neighbours, 1):
+        for rank, (mid, score) in enumerate(r.neighbors, 1):
             p = self.catalogue.get(mid)
             tags = []
             if r.kind == "mix" and p:
@@ -207,7 +207,7 @@ class _Page:
             card = self.card(mid, score, rank, r.match_genres, tag)
             n_match += 'data-match="1"' in card
             cards.append(card)
-        stat = f"{n_match}/{len(r.neighbours)} share a genre"
+        stat = f"{n_match}/{len(r.neighbors)} share a genre"
         return (f'<section class="row" data-row="{r.kind}">'
                 f'<div class="inputs" data-n="{len(r.inputs)}">{inputs}</div><div>'
                 f'<div class="head"><span>{esc(r.heading)}</span><span class="stat">{stat}</span></div>'
@@ -354,7 +354,7 @@ def render_contact_sheet(rows: Sequence[Row], catalogue: dict[str, Poster], imag
             x += cell_w
         x = pad + max_inputs * cell_w + 24
         wanted = set().union(*r.match_genres) if r.match_genres else set()
-        for mid, score in r.neighbours:
+        for mid, score in r.neighbors:
             p = catalogue.get(mid)
             match = bool(p and set(p.genres) & wanted)
             d.rectangle([x - border, ty - border, x + THUMB_W + border - 1, ty + THUMB_H + border - 1],

@@ -172,7 +172,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
 
         img = next(ex["image"] for ex in read_examples(catalogue) if ex["movie_id"] == first["inputs"][0])
         direct = client.similar([img], K)[0]
-    assert [mid for mid, _ in direct] == [mid for mid, _ in first["neighbours"]]
+    assert [mid for mid, _ in direct] == [mid for mid, _ in first["neighbors"]]
 
 
 @pytest.mark.slow
@@ -193,8 +193,8 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
     assert docs["grpc"]["protocol"] == "grpc"
     for a, b in zip(docs["rest"]["rows"], docs["grpc"]["rows"], strict=True):
         assert a["inputs"] == b["inputs"]
-        assert [m for m, _ in a["neighbours"]] == [m for m, _ in b["neighbours"]]
-        assert [s for _, s in a["neighbours"]] == pytest.approx([s for _, s in b["neighbours"]], abs=1e-5)
+        assert [m for m, _ in a["neighbors"]] == [m for m, _ in b["neighbors"]]
+        assert [s for _, s in a["neighbors"]] == pytest.approx([s for _, s in b["neighbors"]], abs=1e-5)
 
 
 def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
