@@ -31,7 +31,7 @@ bench-quick: venv
 	$(PY) -m bench.run_all --quick
 
 image:
-	docker build -f kubeflow/Dockerfile -t poster-similarity-pipeline:latest .
+	docker build -f Dockerfile -t poster-similarity-pipeline:latest .
 
 lock:
 	uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 requirements/base.in -o requirements/lock.txt

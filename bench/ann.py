@@ -62,8 +62,10 @@ def exact_neighbours(queries: np.ndarray, cat: np.ndarray, chunk: int = 64) -> n
 
 
 def recall(approx: np.ndarray, exact: np.ndarray) -> float:
-    hits = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact, strict=True))
-    return round(hits / exact.size, 4)
+    """The export's index recall (mean share of the exact top-k found), rounded for the results file."""
+    from components.retrieval_metrics import index_recall
+
+    return round(index_recall(approx, exact), 4)
 
 
 def throughput(call, queries: np.ndarray, batch: int, budget_s: float, to_input=None, repeats: int = 3) -> float:
@@ -153,7 +155,7 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
     import tensorflow_recommenders as tfrs
 
     from components.export import make_scann, scann_params
-    from pipeline.config import IndexConfig
+    from core.config import IndexConfig
 
     print(f"[ann] N={n:,} {kind}", flush=True)
     cat, queries = dataset(n, kind, n_queries)

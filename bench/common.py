@@ -22,8 +22,6 @@ RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 CACHE_DIR = os.path.join(ROOT, "bench", ".cache")
 TABLE_FILE = "README_table.md"
 BENCHES = ("ann", "serving", "training", "pipeline", "learning")
-RESULT_KEYS = ("name", "quick", "started", "seconds", "machine", "versions", "params", "results", "goals",
-               "table", "notes")
 
 
 # --- environment ----------------------------------------------------------------------------------
@@ -89,7 +87,7 @@ def ensure_sample_data(n: int, size: tuple[int, int] = (200, 300), seed: int = 0
     """TFRecords of `n` sample posters, generated once per parameter set under bench/.cache/data/."""
     import glob
 
-    from pipeline import sample_data
+    from datatools import sample_data
 
     out = os.path.join(CACHE_DIR, "data", f"posters_{n}_{seed}_{size[0]}x{size[1]}_{palette}")
     tfr = os.path.join(out, sample_data.TFRECORD_DIR)

@@ -39,7 +39,8 @@ def learning_rows(cfg, model_dir: str, seeds: int = 3) -> dict[str, dict[str, fl
     import tensorflow_transform as tft
 
     from components import model as model_lib
-    from components.trainer import Features, embed_dataset, retrieval_report
+    from components.dataset import Features, embed_dataset
+    from components.trainer import retrieval_report
 
     with open(os.path.join(model_dir, "assets.extra", "index_report.json")) as f:
         report = json.load(f)
@@ -64,9 +65,9 @@ def format_rows(rows: dict[str, dict[str, float]]) -> str:
 
 
 def run_case(name: str, n: int, seed: int, size: str) -> dict:
-    from pipeline import sample_data
-    from pipeline.config import load_config
-    from pipeline.local_runner import run
+    from core.config import load_config
+    from datatools import sample_data
+    from local_runner import run
 
     palette, overrides = CASES[name]
     w, h = sample_data.parse_size(size)

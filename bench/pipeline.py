@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -33,14 +32,14 @@ COMPONENT_ORDER = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleVal
 
 _RUNNER = """
 import json, sys
-from pipeline.config import load_config
-from pipeline.local_runner import run
+from core.config import load_config
+from local_runner import run
 cfg = load_config(sys.argv[1], json.loads(sys.argv[2]), data_root=sys.argv[3], workdir=sys.argv[4])
 if sys.argv[5] == "transform_only":
-    # the first four nodes of pipeline.pipeline.create_pipeline, built fresh (nodes taken from the full
+    # the first four nodes of pipeline.definition.create_pipeline, built fresh (nodes taken from the full
     # pipeline keep references to their downstream nodes, which TFX rejects)
     from tfx import v1 as tfx
-    from pipeline.pipeline import MODULE_PREPROCESSING, module_config
+    from pipeline.definition import MODULE_PREPROCESSING, module_config
     conn = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
     eg = tfx.components.ImportExampleGen(
         input_base=cfg.data_root,
@@ -62,21 +61,6 @@ else:
 """
 
 
-def component_times(metadata_path: str) -> list[dict]:
-    """One row per execution: component type, state, seconds (from MLMD timestamps, ms)."""
-    con = sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT e.id, t.name, e.last_known_state, e.create_time_since_epoch, e.last_update_time_since_epoch "
-            "FROM Execution e JOIN Type t ON e.type_id = t.id ORDER BY e.id").fetchall()
-    finally:
-        con.close()
-    states = {1: "NEW", 2: "RUNNING", 3: "COMPLETE", 4: "FAILED", 5: "CACHED", 6: "CANCELED"}
-    return [{"execution_id": i, "component": name.rsplit(".", 1)[-1], "type": name,
-             "state": states.get(st, str(st)), "seconds": round((end - start) / 1000.0, 2)}
-            for i, name, st, start, end in rows]
-
-
 def run_pipeline(data: str, workdir: str, overrides: list[str], mode: str = "full") -> dict:
     import json
 
@@ -91,6 +75,8 @@ def run_pipeline(data: str, workdir: str, overrides: list[str], mode: str = "ful
         proc = subprocess.run(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     meta = os.path.join(workdir, "metadata.sqlite")
+    from pipeline.lineage import component_times
+
     execs = component_times(meta) if os.path.exists(meta) else []
     ok = proc.returncode == 0
     print(f"[pipeline] {mode} run in {workdir}: rc {proc.returncode}, {wall:.1f} s", flush=True)

@@ -49,7 +49,7 @@ def ensure_model(n_posters: int = 120) -> tuple[str, str]:
     print(f"[serving] no cached model: building one from {n_posters} sample posters (once, ~2 min)", flush=True)
     data = ensure_sample_data(n_posters)
     cmd = [sys.executable, "-c",
-           "import sys; from pipeline.config import load_config; from pipeline.local_runner import run; "
+           "import sys; from core.config import load_config; from local_runner import run; "
            "run(load_config(sys.argv[1], ['phase1_epochs=1', 'phase2_epochs=1', "
            "'beam_direct_running_mode=in_memory'], data_root=sys.argv[2], workdir=sys.argv[3]))",
            os.path.join(ROOT, "configs", "demo.yaml"), data, CACHE_WORKDIR]
@@ -75,7 +75,7 @@ def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
     from components.export import PosterServingModule, build_index
     from components.model import build_model, embedding_model, get_backbone
     from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
-    from pipeline.config import IndexConfig
+    from core.config import IndexConfig
 
     h, w = get_backbone("small_cnn").image_size
     num_genres = 5
@@ -122,7 +122,7 @@ def find_jpeg(image: str | None) -> bytes:
             img = tf.train.Example.FromString(rec).features.feature["image"].bytes_list.value
             if img and img[0][:2] == b"\xff\xd8":
                 return img[0]
-    from pipeline import sample_data
+    from datatools import sample_data
 
     out = os.path.join(CACHE_DIR, "one_poster")
     recs = sample_data.generate(out, 1, seed=1)

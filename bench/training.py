@@ -143,9 +143,9 @@ def bench_input(h: int, w: int, batch: int, quick: bool) -> dict:
     """Examples/s of components.trainer.genre_dataset (the Trainer's phase-1 input) over generated records."""
     import tensorflow as tf
 
-    from components import trainer
+    from components import dataset, trainer
     from components.preprocessing import GENRES_XF, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, PRIMARY_XF
-    from pipeline.config import PipelineConfig
+    from core.config import PipelineConfig
 
     n = 64 if quick else 512
     folder = os.path.join(CACHE_DIR, "training")
@@ -154,7 +154,7 @@ def bench_input(h: int, w: int, batch: int, quick: bool) -> dict:
     if not os.path.exists(path):
         write_examples(path + ".tmp", n, h, w)
         os.replace(path + ".tmp", path)
-    feats = object.__new__(trainer.Features)  # the real parser, without a Transform output on disk
+    feats = object.__new__(dataset.Features)  # the real parser, without a Transform output on disk
     feats.cfg, feats.h, feats.w = PipelineConfig(), h, w
     feats.spec = {IMAGE_XF: tf.io.FixedLenFeature([], tf.string),
                   GENRES_XF: tf.io.FixedLenFeature([MAX_GENRES], tf.float32),

@@ -12,6 +12,7 @@ Raw bytes go through `transform_features_layer()`, the graph Transform used for 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 
@@ -19,10 +20,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from components.dataset import embed_dataset, records
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
 from components.retrieval_metrics import index_recall
 from components.warmup import poster_requests, write_warmup_requests
-from pipeline.config import IndexConfig, PipelineConfig
+from core.config import IndexConfig, PipelineConfig
+
+log = logging.getLogger(__name__)
 
 MAX_HISTORY = 100  # recommend uses the most recent 100 history ids
 INDEX_REPORT = "index_report.json"  # written to <export_dir>/assets.extra/ (TF Serving ignores it)
@@ -229,8 +233,22 @@ class PosterServingModule(tf.Module):
 
 def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, catalogue_files, export_dir,
                          extra_info: dict | None = None) -> dict:
-    from components.trainer import embed_dataset
+    """Embed the catalogue, build its index and save the serving SavedModel (signatures: module docstring).
 
+    Args:
+        cfg: the pipeline config (`index`, `seed`, `backbone`).
+        model: the full Keras model (backbone + embedding + genre logits), for `embed_examples`' logits.
+        tower: the embedding tower (image → L2-normalised embedding) that is served.
+        feats: `components.dataset.Features` of the Transform output (image size, genre vocabulary).
+        tft_output: the `TFTransformOutput`; its graph preprocesses raw bytes inside the SavedModel.
+        catalogue_files: transformed-example globs to index (train + eval; a poster is indexed once).
+        export_dir: where to save (the Trainer's `serving_model_dir`).
+        extra_info: more entries for `assets.extra/index_report.json` (training history, metrics).
+
+    Returns:
+        The index report written to `assets.extra/index_report.json` (kind, parameters, recall vs
+        exact search, build time, catalogue and SavedModel size, …).
+    """
     t0 = time.perf_counter()
     ids, emb, _ = embed_dataset(tower, feats, catalogue_files)
     uniq, first = np.unique(ids, return_index=True)  # a poster in two splits is indexed once
@@ -253,15 +271,14 @@ def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, c
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:
         json.dump(report, f, indent=2, default=str)
-    print(f"[export] {report['kind']} index over {len(ids)} posters, recall@{report['k']} vs exact "
-          f"{report['recall_at_k_vs_exact']:.3f}, build {report['build_seconds']} s → {export_dir}")
+    log.info("%s index over %d posters, recall@%d vs exact %.3f, build %s s → %s", report["kind"], len(ids),
+             report["k"], report["recall_at_k_vs_exact"], report["build_seconds"], export_dir)
     return report
 
 
 def catalogue_warmup_requests(tower, feats, patterns, raw_spec, n: int = 4) -> list:
     """TF Serving warm-up requests for every signature from the first `n` catalogue posters
     (their pixels re-encoded as PNG: the transformed examples no longer hold the original bytes)."""
-    from components.trainer import records
 
     batch = next(iter(records(patterns).take(n).batch(n).map(feats.parse)))
     images = [tf.io.encode_png(img).numpy() for img in batch[IMAGE_XF]]
@@ -276,8 +293,6 @@ def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> 
     """TensorBoard projector: vectors.tsv, metadata.tsv (title, genres), sprite.png of the posters."""
     from PIL import Image
     from tensorboard.plugins import projector
-
-    from components.trainer import records
 
     os.makedirs(log_dir, exist_ok=True)
     vecs, meta, thumbs = [], [], []

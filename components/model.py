@@ -35,7 +35,7 @@ def _app(fn_name: str, **kw):
 
 
 def _small_cnn(shape, weights):
-    """Four conv blocks, no BatchNorm: learns from scratch on CPU without collapsing (FINDINGS.md)."""
+    """Four conv blocks, no BatchNorm: learns from scratch on CPU without collapsing (docs/pipeline-and-model.md)."""
     if weights not in (None, "none"):
         if weights == "imagenet":
             raise ValueError("small_cnn has no ImageNet weights; use weights=none or a local weights file")

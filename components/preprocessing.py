@@ -12,8 +12,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components.model import get_backbone
-from pipeline.config import PipelineConfig
-from pipeline.tfrecords import MAX_IMAGE_PIXELS
+from core.config import PipelineConfig
+from core.tfrecords import MAX_IMAGE_PIXELS
 
 IMAGE_KEY, GENRES_KEY, MOVIE_ID_KEY, TITLE_KEY = "image", "genres", "movie_id", "title"
 IMAGE_XF, GENRES_XF, PRIMARY_XF = "image_xf", "genres_xf", "primary_genre_xf"
@@ -107,6 +107,17 @@ def _dense_str(t):
 
 
 def preprocessing_fn(inputs, custom_config):
+    """TFX Transform entry point: raw contract features → the features the Trainer and the server use.
+
+    Args:
+        inputs: raw features parsed with the schema (`image` bytes, `genres` strings, `movie_id`, …).
+        custom_config: `{"config": PipelineConfig.to_dict() subset}` from `pipeline.definition.module_config`.
+
+    Returns:
+        `image_xf` (serialised uint8 pixels, resized with padding to the backbone's size), `genres_xf`
+        (multi-hot over the genre vocabulary), `primary_genre_xf` (index of the first listed genre)
+        and `movie_id` / `title` passed through.
+    """
     cfg = PipelineConfig.from_dict(custom_config["config"])
     h, w = image_size(cfg)
     outputs = {IMAGE_XF: encode_pixels(_dense_str(inputs[IMAGE_KEY]), h, w)}

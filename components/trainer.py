@@ -17,67 +17,11 @@ import tensorflow_addons as tfa
 import tensorflow_transform as tft
 
 from components import model as model_lib
-from components.preprocessing import (
-    GENRE_VOCAB,
-    GENRES_XF,
-    IMAGE_XF,
-    MOVIE_ID_KEY,
-    PRIMARY_XF,
-    decode_pixels,
-    image_size,
-)
-from pipeline.config import PipelineConfig
+from components.dataset import AUTOTUNE, Features, embed_dataset, records
+from components.preprocessing import GENRES_XF, IMAGE_XF
+from core.config import PipelineConfig
 
-AUTOTUNE = tf.data.AUTOTUNE
 log = logging.getLogger(__name__)
-
-
-def _files(patterns) -> list[str]:
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    return sorted(p for pat in patterns for p in tf.io.gfile.glob(pat))
-
-
-def records(patterns) -> tf.data.Dataset:
-    """Transform writes GZIP TFRecords of transformed tf.Examples."""
-    return tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
-
-
-class Features:
-    """Parses transformed examples into (uint8 images, labels) for one config + vocabulary."""
-
-    def __init__(self, cfg: PipelineConfig, spec: dict, genres: list[str]):
-        self.cfg = cfg
-        self.h, self.w = image_size(cfg)
-        self.spec = spec
-        self.genres = genres
-        self.num_genres = len(genres)
-
-    @classmethod
-    def from_transform(cls, cfg: PipelineConfig, tft_output: tft.TFTransformOutput) -> Features:
-        genres = [g.decode() for g in tft_output.vocabulary_by_name(GENRE_VOCAB)]
-        return cls(cfg, tft_output.transformed_feature_spec(), genres)
-
-    def parse(self, serialized):
-        f = tf.io.parse_example(serialized, self.spec)
-        f[IMAGE_XF] = decode_pixels(f[IMAGE_XF], self.h, self.w)
-        f[GENRES_XF] = f[GENRES_XF][:, : self.num_genres]
-        return f
-
-    def triplet_label(self, f):
-        """One int class per poster, as TripletSemiHardLoss needs (config `label_strategy`)."""
-        if self.cfg.label_strategy == "primary":
-            return f[PRIMARY_XF]
-        if self.cfg.label_strategy == "combo":  # the exact genre set, as a bit mask
-            bits = tf.cast(2 ** tf.range(self.num_genres, dtype=tf.int64), tf.float32)
-            return tf.cast(tf.reduce_sum(f[GENRES_XF] * bits, axis=-1), tf.int64)
-        raise ValueError(f"unknown label_strategy {self.cfg.label_strategy!r} (primary | combo)")
-
-    def label_spec_only(self, serialized):
-        spec = {k: self.spec[k] for k in (GENRES_XF, PRIMARY_XF)}
-        f = tf.io.parse_example(serialized, spec)
-        f[GENRES_XF] = f[GENRES_XF][:, : self.num_genres]
-        return self.triplet_label(f)
 
 
 def count_labels(feats: Features, patterns) -> dict[int, int]:
@@ -135,16 +79,6 @@ def pk_dataset(feats: Features, patterns, p: int, k: int, valid_labels: list[int
     if feats.cfg.augment:
         ds = ds.map(lambda x, lab: (augment(x), lab), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
-
-
-def embed_dataset(tower: tf.keras.Model, feats: Features, patterns, batch_size: int = 64):
-    """(movie_ids, L2-normalised embeddings, multi-hot genres) for every example in `patterns`."""
-    ids, embs, genres = [], [], []
-    for batch in records(patterns).batch(batch_size).map(feats.parse, num_parallel_calls=AUTOTUNE):
-        embs.append(tower(batch[IMAGE_XF], training=False).numpy())
-        ids.extend(batch[MOVIE_ID_KEY].numpy().tolist())
-        genres.append(batch[GENRES_XF].numpy())
-    return np.array(ids, dtype=object), np.concatenate(embs), np.concatenate(genres)
 
 
 def retrieval_report(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
@@ -208,8 +142,8 @@ class Progress(tf.keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self.t_epoch)
         eta = float(np.mean(self.durations)) * (self.total - epoch - 1)
         metrics = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        print(f"[trainer] {self.phase} epoch {epoch + 1}/{self.total}: {metrics} "
-              f"({self.durations[-1]:.1f} s, ETA {eta:.0f} s)", flush=True)
+        log.info("%s epoch %d/%d: %s (%.1f s, ETA %.0f s)", self.phase, epoch + 1, self.total, metrics,
+                 self.durations[-1], eta)
 
 
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
@@ -232,7 +166,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
     progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs)
     for start, end, n_blocks in _schedule_stages(cfg):
         opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
-        print(f"[trainer] phase 1 epochs {start}-{end}: top {n_blocks} blocks open ({opened} layers)")
+        log.info("phase 1 epochs %d-%d: top %d blocks open (%d layers)", start, end, n_blocks, opened)
         with strategy.scope():
             model.compile(
                 optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
@@ -258,12 +192,12 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         with strategy.scope():
             tower.compile(optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr), loss=triplet_loss(cfg))
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
-        print(f"[trainer] phase 2: {cfg.phase2_epochs} epochs × {steps2} steps of P×K = {p}×{cfg.batch_k}")
+        log.info("phase 2: %d epochs × %d steps of P×K = %d×%d", cfg.phase2_epochs, steps2, p, cfg.batch_k)
         progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)
         h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2, progress2], verbose=0)
         history["phase2/loss"] = [float(v) for v in h.history["loss"]]
     else:
-        print(f"[trainer] phase 2 skipped: {len(valid)} labels with ≥2 examples, epochs={cfg.phase2_epochs}")
+        log.info("phase 2 skipped: %d labels with ≥2 examples, epochs=%d", len(valid), cfg.phase2_epochs)
     return model, tower, feats, history
 
 
@@ -284,7 +218,13 @@ def scrambled_tower(tower: tf.keras.Model) -> tf.keras.Model:
 
 
 def run_fn(fn_args):
-    """TFX Trainer entry point (GenericExecutor)."""
+    """TFX Trainer entry point (GenericExecutor): train both phases, then (chief only) export.
+
+    Args:
+        fn_args: TFX's `FnArgs`: `custom_config["config"]` (the config subset), `transform_output`,
+            `train_files` / `eval_files` (transformed examples), `model_run_dir` (TensorBoard logs,
+            projector) and `serving_model_dir` (the SavedModel the Evaluator and Pusher take).
+    """
     from components import export
 
     cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
@@ -298,7 +238,7 @@ def run_fn(fn_args):
         return
     _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
     report = retrieval_report(eval_emb, eval_genres)
-    print(f"[trainer] eval retrieval: {json.dumps(report)}")
+    log.info("eval retrieval: %s", json.dumps(report))
     writer = tf.summary.create_file_writer(os.path.join(log_dir, "retrieval"))
     with writer.as_default():
         for key, val in report.items():

@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from pipeline.config import GateConfig
+from core.config import ConfigError, GateConfig
+from core.scann_ops import register_scann_ops
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -33,9 +34,10 @@ def load_thresholds(path: str | None) -> GateConfig:
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
-        data = data.get("gates", data)  # a full pipeline config file works too
-        return GateConfig(**{k: float(v) for k, v in data.items()})
-    except (TypeError, ValueError, yaml.YAMLError) as e:
+        if isinstance(data, dict):
+            data = data.get("gates", data)  # a full pipeline config file works too
+        return GateConfig.from_dict(data)
+    except (ConfigError, yaml.YAMLError) as e:
         raise BadInput(f"bad thresholds file {path}: {e}") from e
 
 
@@ -44,10 +46,7 @@ def _load_model(path: str):
         raise BadInput(f"no SavedModel at {path} (expected {path}/saved_model.pb)")
     import tensorflow as tf
 
-    try:
-        import scann  # noqa: F401  registers the ScaNN ops the index needs
-    except ImportError:
-        pass
+    register_scann_ops()
     model = tf.saved_model.load(path)
     missing = {"embed_examples", "transform_features"} - set(model.signatures)
     if missing:

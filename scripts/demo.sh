@@ -27,7 +27,7 @@ PALETTE=${PALETTE:-graded}
 mkdir -p "$WORKDIR/logs"
 WORKDIR=$(cd "$WORKDIR" && pwd)
 LOGS=$WORKDIR/logs
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+export PYTHONUNBUFFERED=1  # `posters` hides TensorFlow's C++ logs itself (-v shows them)
 
 T0=$SECONDS
 STEP_T=$SECONDS
@@ -150,7 +150,7 @@ names = ["recall@1", "recall@5", "recall@10", "precision@10", "map@r", "index_re
 print("  " + "  ".join(f"{k}={m[k]:.3f}" for k in names if k in m), file=sys.stderr)
 if not s.get("blessed"):
     print(f"demo: error: the Evaluator did NOT bless the model (blessed={s.get('blessed')}): its metrics are "
-          "below the gate thresholds (GateConfig in pipeline/config.py), so nothing new was pushed. "
+          "below the gate thresholds (GateConfig in core/config.py), so nothing new was pushed. "
           f"Evaluation: {s.get('evaluation_uri', '?')}", file=sys.stderr)
     sys.exit(1)
 if not s.get("pushed_destination"):
@@ -206,7 +206,7 @@ if csv_path and os.path.isfile(csv_path):
         rows = [(r["movie_id"], os.path.join(sample_dir, r["poster"])) for r in csv.DictReader(f)]
     rows = [r for r in rows if os.path.isfile(r[1])]
 if len(rows) < 4:
-    from pipeline import tfrecords
+    from core import tfrecords
     rows = []
     for ex in tfrecords.read_examples(pattern):
         if not rows:
@@ -224,12 +224,12 @@ EOF
 echo "\$ posters query $QUERY_IMG --history $HISTORY -k 5"
 # shellcheck disable=SC2086
 "$POSTERS" query "$QUERY_IMG" --history $HISTORY -k 5 --server "127.0.0.1:$REST_PORT" \
-  --model-name "$MODEL_NAME" --catalog "$CATALOG" 2> "$LOGS/query.log" || {
+  --model-name "$MODEL_NAME" --catalogue "$CATALOG" 2> "$LOGS/query.log" || {
     cat "$LOGS/query.log" >&2; die "posters query failed"; }
 
 # ---------------------------------------------------------------------------------------------
 step "gallery"
-GALLERY=$("$POSTERS" gallery --server "127.0.0.1:$REST_PORT" --model-name "$MODEL_NAME" --catalog "$CATALOG" \
+GALLERY=$("$POSTERS" gallery --server "127.0.0.1:$REST_PORT" --model-name "$MODEL_NAME" --catalogue "$CATALOG" \
   --out "$WORKDIR/gallery" --metrics "$WORKDIR/run_summary.json" 2> "$LOGS/gallery.log") || {
     cat "$LOGS/gallery.log" >&2; die "posters gallery failed"; }
 echo "wrote $GALLERY (+ contact_sheet.png)"

@@ -5,20 +5,16 @@ well under a second); gRPC needs `tensorflow_serving.apis`, whose protos import 
 """
 from __future__ import annotations
 
-import argparse
 import base64
-import glob as globlib
 import json
-import os
-import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-Neighbours = list[list[tuple[str, float]]]
+Neighbors = list[list[tuple[str, float]]]
 
 
 def history_rows(histories: Sequence[Sequence[str]]) -> list[list[bytes]]:
@@ -88,7 +84,7 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbours:
+def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbors:
     out = []
     for row_ids, row_scores in zip(ids, scores, strict=True):
         row = [(i.decode("utf-8", "replace") if isinstance(i, bytes) else str(i), float(s))
@@ -98,9 +94,17 @@ def _pairs(ids: np.ndarray, scores: np.ndarray, k: int | None) -> Neighbours:
 
 
 class PosterClient:
-    """Talks to `posters serve` or the real TF Serving binary.
+    """Talks to `posters serve` or the real TF Serving binary; REST and gRPC give the same answers.
 
-    protocol="rest": `server` is host:port of the REST API (8501); "grpc": of the gRPC API (8500).
+    Args:
+        server: host:port of the REST API (default 8501) or, with protocol="grpc", of the gRPC API (8500).
+        model_name: the served model's name (TF Serving's `--model_name`).
+        protocol: "rest" (standard library only, no TensorFlow import) or "grpc".
+        timeout: seconds per request.
+        version: ask this model version; None = the newest one the server has loaded.
+
+    Raises:
+        ValueError: an unknown protocol.
     """
 
     def __init__(self, server: str = "localhost:8501", model_name: str = "posters", protocol: str = "rest",
@@ -117,27 +121,60 @@ class PosterClient:
         self._stubs = None
 
     # -- public API -------------------------------------------------------------------------
-    def similar(self, image_bytes_list: Sequence[bytes], k: int | None = None) -> Neighbours:
-        """Nearest catalogue posters for each image (serving_default)."""
+    def similar(self, image_bytes_list: Sequence[bytes], k: int | None = None) -> Neighbors:
+        """Nearest catalogue posters for each image (signature `serving_default`).
+
+        Args:
+            image_bytes_list: encoded JPEG/PNG images.
+            k: keep the first k neighbours (at most the k the model was exported with).
+
+        Returns:
+            Per image, `[(movie_id, score), …]`, best first.
+
+        Raises:
+            ServingError: the server rejected the request (e.g. undecodable bytes: status 400).
+            ServerUnavailable: nothing answers at `server`.
+        """
         out = self.predict("serving_default", {"image_bytes": list(image_bytes_list)})
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def embed(self, image_bytes_list: Sequence[bytes]) -> np.ndarray:
+        """L2-normalised embeddings of encoded images (signature `embed`), float32 [B, D]."""
         return np.asarray(self.predict("embed", {"image_bytes": list(image_bytes_list)})["embedding"],
                           dtype=np.float32)
 
-    def neighbors(self, embeddings, k: int | None = None) -> Neighbours:
+    def neighbors(self, embeddings, k: int | None = None) -> Neighbors:
+        """Nearest catalogue posters to given embeddings (signature `neighbors`).
+
+        Args:
+            embeddings: [D] or [B, D] floats, e.g. the re-normalised mean of several posters (a style mix).
+            k: keep the first k neighbours.
+
+        Returns:
+            Per embedding, `[(movie_id, score), …]`, best first.
+        """
         emb = np.asarray(embeddings, dtype=np.float32)
         if emb.ndim == 1:
             emb = emb[None, :]
         out = self.predict("neighbors", {"embedding": emb})
         return _pairs(out["movie_ids"], out["scores"], k)
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbours:
+    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbors:
+        """Recommendations from watch histories (signature `recommend`); watched ids never come back.
+
+        Args:
+            histories: per user, the movie ids watched (most recent last); led and padded with "" by
+                `history_rows` (the model treats "" as padding).
+            k: keep the first k recommendations.
+
+        Returns:
+            Per history, `[(movie_id, score), …]`, best first.
+        """
         out = self.predict("recommend", {"history": history_rows(histories)})
         return _pairs(out["movie_ids"], out["scores"], k)
 
     def status(self) -> dict:
+        """The model's version status, in TF Serving's REST JSON shape (over gRPC too)."""
         if self.protocol == "rest":
             return self._rest("GET", self._model_url())
         from google.protobuf import json_format
@@ -152,6 +189,7 @@ class PosterClient:
                                          including_default_value_fields=True)
 
     def metadata(self) -> dict:
+        """The model's signature definitions, in TF Serving's REST JSON shape (over gRPC too)."""
         if self.protocol == "rest":
             return self._rest("GET", self._model_url() + "/metadata")
         from google.protobuf import json_format
@@ -171,7 +209,19 @@ class PosterClient:
         }
 
     def predict(self, signature: str, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
-        """Run any signature; values are lists / numpy arrays, bytes for binary strings."""
+        """Run any signature by name.
+
+        Args:
+            signature: the signature name, e.g. "serving_default".
+            inputs: input name → list / numpy array (bytes for binary strings).
+
+        Returns:
+            Output name → numpy array (typed from the model's metadata over REST).
+
+        Raises:
+            ServingError: the server rejected the request.
+            ServerUnavailable: nothing answers at `server`.
+        """
         if self.protocol == "grpc":
             return self._predict_grpc(signature, inputs)
         body = {"signature_name": signature, "inputs": {k: _to_json(v) for k, v in inputs.items()}}
@@ -186,6 +236,7 @@ class PosterClient:
         return {k: _from_json(v, dtypes.get(k)) for k, v in outputs.items()}
 
     def close(self) -> None:
+        """Close the gRPC channel, if one was opened (REST keeps no connection)."""
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -272,96 +323,3 @@ class PosterClient:
             req.inputs[k].CopyFrom(tf.make_tensor_proto(v))
         resp = self._grpc_call("prediction", "Predict", req)
         return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# `posters query`
-
-
-def load_catalog(pattern: str) -> dict[str, tuple[str, list[str]]]:
-    """movie_id → (title, genres) from TFRecords in the data contract (imports TensorFlow)."""
-    files = sorted(globlib.glob(pattern))
-    if not files:
-        raise FileNotFoundError(f"--catalog {pattern!r} matches no files")
-    import tensorflow as tf
-
-    out: dict[str, tuple[str, list[str]]] = {}
-    for f in files:
-        comp = "GZIP" if f.endswith(".gz") else ""
-        for rec in tf.data.TFRecordDataset(f, compression_type=comp).as_numpy_iterator():
-            feat = tf.train.Example.FromString(rec).features.feature
-            mid = feat["movie_id"].bytes_list.value
-            if not mid:
-                continue
-            title = feat["title"].bytes_list.value if "title" in feat else []
-            genres = feat["genres"].bytes_list.value if "genres" in feat else []
-            out[mid[0].decode("utf-8", "replace")] = (
-                title[0].decode("utf-8", "replace") if title else "",
-                [g.decode("utf-8", "replace") for g in genres],
-            )
-    return out
-
-
-def format_results(header: str, rows: Iterable[tuple[str, float]],
-                   catalog: dict[str, tuple[str, list[str]]] | None) -> str:
-    lines = [f"== {header} =="]
-    for rank, (mid, score) in enumerate(rows, 1):
-        if catalog is not None:
-            title, genres = catalog.get(mid, ("?", []))
-            lines.append(f"{rank:3d}. {mid:<12} {title[:40]:<40} {'|'.join(genres):<28} {score:8.4f}")
-        else:
-            lines.append(f"{rank:3d}. {mid:<12} {score:8.4f}")
-    return "\n".join(lines)
-
-
-def main(args: argparse.Namespace) -> int:
-    """`posters query`: neighbours per image, a style mix (--mix), or recommendations (--history)."""
-    images: list[str] = list(args.images or [])
-    history: list[str] = list(getattr(args, "history", None) or [])
-    if not images and not history:
-        print("error: give poster image files and/or --history MOVIE_ID ...", file=sys.stderr)
-        return 2
-    if args.mix and len(images) < 1:
-        print("error: --mix needs image files", file=sys.stderr)
-        return 2
-    blobs = []
-    for path in images:
-        if not os.path.isfile(path):
-            print(f"error: image file not found: {path}", file=sys.stderr)
-            return 2
-        with open(path, "rb") as f:
-            blobs.append(f.read())
-    catalog = None
-    if getattr(args, "catalog", None):
-        try:
-            catalog = load_catalog(args.catalog)
-        except (FileNotFoundError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    client = PosterClient(args.server, getattr(args, "model_name", "posters"),
-                          protocol="grpc" if args.grpc else "rest")
-    k = args.k
-    blocks = []
-    try:
-        if blobs and args.mix:
-            emb = client.embed(blobs)
-            mean = emb.mean(axis=0)
-            mean /= max(float(np.linalg.norm(mean)), 1e-12)
-            rows = client.neighbors(mean, k)[0]
-            blocks.append(format_results(f"style mix of {len(blobs)} images", rows, catalog))
-        elif blobs:
-            for path, rows in zip(images, client.similar(blobs, k), strict=True):
-                blocks.append(format_results(path, rows, catalog))
-        if history:
-            rows = client.recommend([history], k)[0]
-            blocks.append(format_results(f"recommendations after {' '.join(history)}", rows, catalog))
-    except ServerUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except ServingError as e:
-        print(f"error: the server rejected the request: {e}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-    print("\n\n".join(blocks))
-    return 0

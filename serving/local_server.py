@@ -5,7 +5,7 @@ It serves a versioned base path (`<base>/<version>/saved_model.pb`) with TF Serv
 `ModelService`, hot-loading newer versions, so the client, gallery and benchmarks talk to the
 same API here as to the production binary. `--engine tfserving` execs the real binary instead.
 
-TensorFlow is imported lazily (inside `ModelServer.start`), and never TFX (~37 s, FINDINGS.md).
+TensorFlow is imported lazily (inside `ModelServer.start`), and never TFX (~37 s to import).
 """
 from __future__ import annotations
 

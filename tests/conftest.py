@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 # The demo's catalogue size and training schedule (configs/demo.yaml), on another seed: the
 # learning test checks the demo's claim, and 400 posters are the fewest where small_cnn measurably
 # learns on colour-graded posters (160 and 240 did not, in 20+10 epochs).
@@ -17,14 +18,14 @@ E2E_OVERRIDES = ["beam_direct_running_mode=in_memory"]
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory):
     """{"data", "workdir", "summary", "serving_base", "model_dir", "config"} of one pipeline run."""
-    from pipeline import sample_data
-    from pipeline.config import load_config
-    from pipeline.local_runner import run
+    from core.config import load_config
+    from datatools import sample_data
+    from local_runner import run
 
     root = tmp_path_factory.mktemp("e2e")
     sample_data.generate(str(root / "posters"), E2E_POSTERS, size=(100, 150), seed=7, tfrecords=True)
     data = str(root / "posters" / sample_data.TFRECORD_DIR)
-    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), E2E_OVERRIDES,
+    cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"), E2E_OVERRIDES,
                       data_root=data, workdir=str(root / "work"))
     summary = run(cfg)
     versions = sorted(glob.glob(os.path.join(cfg.serving_dir, "*")))

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from serving.batching import Batcher, BatchingOptions, Overloaded, batch_rows
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
 
 
 def _double(calls: list):
@@ -122,7 +121,7 @@ def test_big_requests_mismatched_shapes_and_overload():
 
 
 def test_options_from_tf_serving_file_and_errors(tmp_path):
-    opts = BatchingOptions.from_file(os.path.join(REPO, "serving", "config", "batching_parameters.txt"))
+    opts = BatchingOptions.from_file(os.path.join(ROOT, "serving", "config", "batching_parameters.txt"))
     assert (opts.max_batch_size, opts.batch_timeout_micros, opts.max_enqueued_batches, opts.num_batch_threads) == \
         (32, 2000, 100, 4)
     (tmp_path / "partial.txt").write_text("max_batch_size { value: 8 }\n")
@@ -150,7 +149,7 @@ def test_real_server_batches_rest_and_grpc_and_isolates_a_corrupt_image(tmp_path
     one, a corrupt image is a 400 for its sender only, and calls were merged."""
     from serving.client import PosterClient, ServingError
     from serving.local_server import ModelServer
-    from tests.test_serving import COLOURS, png, save_model
+    from tests.tiny_model import COLOURS, png, save_model
 
     base = tmp_path / "posters"
     save_model(str(base / "1"), seed=1, prefix="m")

@@ -5,14 +5,15 @@ Behaviour only (files, keys, goal records) — never timings, which depend on th
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHES = ("ann", "training", "pipeline", "serving", "learning")
+from bench.common import BENCHES
+from tests.helpers import ROOT
+
+# What every results file promises its readers (render_table, the docs): the contract, written out here.
 KEYS = {"name", "quick", "started", "seconds", "machine", "versions", "params", "results", "goals", "table", "notes"}
 
 
@@ -56,23 +57,3 @@ def test_bench_quick_writes_results(tmp_path):
     table = (out / "README_table.md").read_text()
     for name in BENCHES:
         assert f"### {name}" in table
-
-
-def test_component_times_reads_mlmd_executions(tmp_path):
-    """bench/pipeline.py's ML Metadata reader on a minimal MLMD-shaped sqlite file."""
-    import sqlite3
-
-    from bench.pipeline import component_times
-
-    db = tmp_path / "metadata.sqlite"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE Type (id INTEGER PRIMARY KEY, name TEXT)")
-    con.execute("CREATE TABLE Execution (id INTEGER PRIMARY KEY, type_id INT, last_known_state INT, name TEXT, "
-                "create_time_since_epoch INT, last_update_time_since_epoch INT)")
-    con.execute("INSERT INTO Type VALUES (1, 'tfx.components.transform.component.Transform')")
-    con.execute("INSERT INTO Execution VALUES (7, 1, 3, 'x', 1000, 13500)")
-    con.commit()
-    con.close()
-    assert component_times(str(db)) == [{"execution_id": 7, "component": "Transform",
-                                          "type": "tfx.components.transform.component.Transform",
-                                          "state": "COMPLETE", "seconds": 12.5}]

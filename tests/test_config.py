@@ -3,14 +3,21 @@ import json
 
 import pytest
 
-from pipeline.config import ConfigError, PipelineConfig, load_config
+from core.config import ConfigError, PipelineConfig, load_config
 
 
-def test_defaults_are_the_production_setup():
-    cfg = load_config()
-    assert cfg.backbone == "nasnet_large" and cfg.weights == "imagenet"
-    assert cfg.embedding_dim == 128 and cfg.triplet_margin == 0.1
-    assert "--runner=DirectRunner" in cfg.beam_pipeline_args()
+def test_paths_derive_from_the_workdir_and_beam_args_from_the_runner_settings():
+    """The runner is always named (Beam's default would try Prism, which downloads); in_memory takes no
+    worker count, multi_processing does, and extra flags come last (later flags win)."""
+    cfg = load_config(None, workdir="/w")
+    assert (cfg.pipeline_root, cfg.metadata_path) == ("/w/pipeline_root", "/w/metadata.sqlite")
+    assert cfg.serving_dir == "/w/serving_model/posters"  # TF Serving's <base>/<model_name>/
+    assert load_config(None, ["model_name=p2"], workdir="/w").serving_dir == "/w/serving_model/p2"
+    assert cfg.beam_pipeline_args() == ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+    mp = load_config(None, ["beam_direct_running_mode=multi_processing", "beam_direct_num_workers=2",
+                            "beam_extra_args=[--x=1]"])
+    assert mp.beam_pipeline_args() == ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
+                                       "--direct_num_workers=2", "--x=1"]
 
 
 def test_file_then_overrides(tmp_path):
@@ -46,13 +53,23 @@ def test_missing_file():
         load_config("/nonexistent.yaml")
 
 
-def test_demo_preset_loads():
-    cfg = load_config("configs/demo.yaml")
-    assert cfg.backbone == "small_cnn" and cfg.weights == "none"
+def test_config_from_env_reads_the_tfx_cli_variables(monkeypatch, tmp_path):
+    """Runner files executed by the TFX CLI get their config from POSTERS_CONFIG / POSTERS_SET (";"-separated)."""
+    from core.config import load_config_from_env
+
+    f = tmp_path / "c.yaml"
+    f.write_text("phase1_epochs: 4\n")
+    monkeypatch.setenv("POSTERS_CONFIG", str(f))
+    monkeypatch.setenv("POSTERS_SET", "phase2_epochs=2; index.kind=brute_force;")
+    cfg = load_config_from_env("/unused.yaml", workdir="/w")
+    assert (cfg.phase1_epochs, cfg.phase2_epochs, cfg.index.kind, cfg.workdir) == (4, 2, "brute_force", "/w")
+    monkeypatch.delenv("POSTERS_CONFIG")
+    monkeypatch.delenv("POSTERS_SET")
+    assert load_config_from_env(str(f)).phase1_epochs == 4  # the default file
 
 
 def test_transform_config_excludes_training_settings():
-    from pipeline.pipeline import module_config
+    from pipeline.definition import module_config
 
     a, b = load_config(None, ["phase1_epochs=1"]), load_config(None, ["phase1_epochs=9", "gates.max_recall_drop=0.5"])
     assert module_config(a, "transform") == module_config(b, "transform")

@@ -11,9 +11,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from serving.gallery import Poster, choose_history, choose_mix, choose_queries, safe_name, spread_order
+from serving.gallery import choose_history, choose_mix, choose_queries, spread_order
+from serving.gallery_page import Poster, safe_name
+from tests.helpers import ROOT
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 K = 10
 
 
@@ -85,7 +86,7 @@ class _Dom(HTMLParser):
 
 
 def _chromium_or_skip() -> str:
-    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "ensure_chromium.sh")], capture_output=True,
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "ensure_chromium.sh")], capture_output=True,
                        text=True, timeout=900)
     if r.returncode == 3:
         pytest.skip(f"headless Chromium cannot be installed here: {r.stderr.strip()}")
@@ -105,25 +106,25 @@ def served(trained_model):
 
 @pytest.mark.slow
 def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_model, served, tmp_path, capsys):
-    from pipeline.cli import main as cli
+    from posters.cli import main as cli
 
     chromium = _chromium_or_skip()
     queries = 4
     out = tmp_path / "gallery"
-    catalog = os.path.join(trained_model["data"], "*.tfrecord*")
+    catalogue = os.path.join(trained_model["data"], "*.tfrecord*")
     # the fixture's own summary: later tests may re-run the pipeline in the same workdir
     summary_path = str(tmp_path / "run_summary.json")
     with open(summary_path, "w") as f:
         json.dump(trained_model["summary"], f)
     rc = cli(["gallery", "--server", f"127.0.0.1:{served.rest_port}", "--model-name", served.model_name,
-              "--catalog", catalog, "--out", str(out), "--queries", str(queries), "--metrics", summary_path])
+              "--catalogue", catalogue, "--out", str(out), "--queries", str(queries), "--metrics", summary_path])
     assert rc == 0
     assert capsys.readouterr().out.strip() == str(out / "index.html")
     for name in ("index.html", "contact_sheet.png", "gallery.json"):
         assert (out / name).stat().st_size > 0
 
     shot, dom_file = tmp_path / "shot.png", tmp_path / "dom.html"
-    r = subprocess.run(["bash", os.path.join(REPO, "scripts", "screenshot_gallery.sh"), str(out), str(shot),
+    r = subprocess.run(["bash", os.path.join(ROOT, "scripts", "screenshot_gallery.sh"), str(out), str(shot),
                         str(dom_file)], capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, f"{chromium}: {r.stderr}"
 
@@ -167,11 +168,11 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
     doc = json.loads((out / "gallery.json").read_text())
     first = doc["rows"][0]
     with PosterClient(f"127.0.0.1:{served.rest_port}", served.model_name) as client:
-        from pipeline.tfrecords import read_examples
+        from core.tfrecords import read_examples
 
-        img = next(ex["image"] for ex in read_examples(catalog) if ex["movie_id"] == first["inputs"][0])
+        img = next(ex["image"] for ex in read_examples(catalogue) if ex["movie_id"] == first["inputs"][0])
         direct = client.similar([img], K)[0]
-    assert [mid for mid, _ in direct] == [mid for mid, _ in first["neighbours"]]
+    assert [mid for mid, _ in direct] == [mid for mid, _ in first["neighbors"]]
 
 
 @pytest.mark.slow
@@ -180,11 +181,11 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
 
     from serving import gallery
 
-    catalog = os.path.join(trained_model["data"], "*.tfrecord*")
+    catalogue = os.path.join(trained_model["data"], "*.tfrecord*")
     docs = {}
     for proto, port in (("rest", served.rest_port), ("grpc", served.grpc_port)):
         out = tmp_path / proto
-        rc = gallery.main(Namespace(server=f"127.0.0.1:{port}", model_name=served.model_name, catalog=catalog,
+        rc = gallery.main(Namespace(server=f"127.0.0.1:{port}", model_name=served.model_name, catalogue=catalogue,
                                     out=str(out), queries=3, metrics=None, grpc=proto == "grpc", seed=0))
         assert rc == 0
         docs[proto] = json.loads((out / "gallery.json").read_text())
@@ -192,20 +193,20 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
     assert docs["grpc"]["protocol"] == "grpc"
     for a, b in zip(docs["rest"]["rows"], docs["grpc"]["rows"], strict=True):
         assert a["inputs"] == b["inputs"]
-        assert [m for m, _ in a["neighbours"]] == [m for m, _ in b["neighbours"]]
-        assert [s for _, s in a["neighbours"]] == pytest.approx([s for _, s in b["neighbours"]], abs=1e-5)
+        assert [m for m, _ in a["neighbors"]] == [m for m, _ in b["neighbors"]]
+        assert [s for _, s in a["neighbors"]] == pytest.approx([s for _, s in b["neighbors"]], abs=1e-5)
 
 
 def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
     from argparse import Namespace
 
-    from pipeline import sample_data
+    from datatools import sample_data
     from serving import gallery
 
     # A catalogue is needed before the server is asked: three real posters in a TFRecord.
     sample_data.generate(str(tmp_path / "p"), 3, size=(64, 96), seed=1, tfrecords=True)
     rc = gallery.main(Namespace(server="127.0.0.1:9", model_name="posters", out=str(tmp_path / "g"),
-                                catalog=str(tmp_path / "p" / "tfrecords" / "*.tfrecord*"), queries=2,
+                                catalogue=str(tmp_path / "p" / "tfrecords" / "*.tfrecord*"), queries=2,
                                 metrics=None, grpc=False, seed=0))
     assert rc == 2
     assert "cannot reach the model server" in capsys.readouterr().err

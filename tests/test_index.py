@@ -2,7 +2,7 @@
 import numpy as np
 
 from components.export import build_index, exact_top_k, scann_params
-from pipeline.config import IndexConfig
+from core.config import IndexConfig
 
 
 def _clustered(n, d=32, clusters=20, seed=0):
@@ -31,9 +31,23 @@ def test_small_catalogue_falls_back_to_brute_force_and_says_so():
 
 
 def test_params_scale_with_catalogue():
+    """Leaves = round(√N); leaves searched = enough to score ~3,000 points, at least 2 % of the leaves,
+    at most all: N=400 → 20 leaves of 20 points, 3000/20 = 150 → all 20. N=1M → 1000 leaves of 1000,
+    max(ceil(0.02·1000) = 20, ceil(3000/1000) = 3) = 20. Re-scoring: max(10·k, k + 100) = 110 (k = 10)."""
     small, big = scann_params(400, IndexConfig()), scann_params(1_000_000, IndexConfig())
-    assert small["num_leaves"] == 20 and big["num_leaves"] == 1000
-    assert IndexConfig(num_leaves=7).num_leaves == 7
+    assert (small["num_leaves"], small["num_leaves_to_search"]) == (20, 20)
+    assert (big["num_leaves"], big["num_leaves_to_search"]) == (1000, 20)
+    assert small["num_reordering_candidates"] == big["num_reordering_candidates"] == 110
+    assert scann_params(50, IndexConfig())["num_reordering_candidates"] == 50  # never more than N
+
+
+def test_explicit_params_win_but_stay_feasible():
+    """num_leaves=7 is used as given; with 400/7 ≈ 57 points a leaf, 3000 points need 53 leaves, capped
+    at the 7 there are. num_leaves=500 on 400 points is capped at N // 4 = 100 (a few points a leaf)."""
+    assert scann_params(400, IndexConfig(num_leaves=7))["num_leaves"] == 7
+    assert scann_params(400, IndexConfig(num_leaves=7))["num_leaves_to_search"] == 7
+    assert scann_params(400, IndexConfig(num_leaves=500))["num_leaves"] == 100
+    assert scann_params(400, IndexConfig(num_leaves_to_search=3))["num_leaves_to_search"] == 3
 
 
 def test_exact_top_k_orders_by_score():

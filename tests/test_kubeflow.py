@@ -12,7 +12,7 @@ IMAGE = "registry.example.com/poster-similarity-pipeline:1.0"
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
-    from pipeline.config import load_config
+    from core.config import load_config
 
     root = tmp_path_factory.mktemp("kf")
     return load_config("configs/demo.yaml", [f"pipeline_image={IMAGE}",
@@ -22,14 +22,14 @@ def cfg(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_edges(cfg):
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
 
     p = create_pipeline(cfg)
     return {c.id: sorted(u.id for u in c.upstream_nodes) for c in p.components}
 
 
 def test_v2_ir_has_every_component_with_image_edges_parameters_and_root(cfg, local_edges, tmp_path):
-    from kubeflow.runner import DATA_ROOT_PARAM, compile_v2
+    from kubeflow_runner import DATA_ROOT_PARAM, compile_v2
 
     spec = json.load(open(compile_v2(cfg, str(tmp_path))))
     ps = spec["pipelineSpec"]
@@ -47,7 +47,7 @@ def test_v2_ir_has_every_component_with_image_edges_parameters_and_root(cfg, loc
 
 
 def test_v1_argo_package(cfg, local_edges, tmp_path):
-    from kubeflow.runner import compile_v1
+    from kubeflow_runner import compile_v1
 
     with tarfile.open(compile_v1(cfg, str(tmp_path))) as tar:
         wf = yaml.safe_load(tar.extractfile("pipeline.yaml"))
@@ -65,7 +65,7 @@ def test_v1_argo_package(cfg, local_edges, tmp_path):
 
 
 def test_beam_presets_load():
-    from pipeline.config import load_config
+    from core.config import load_config
 
     for name in os.listdir("configs/beam"):
         cfg = load_config(os.path.join("configs/beam", name))

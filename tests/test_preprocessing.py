@@ -70,3 +70,14 @@ def test_images_over_the_pixel_limit_are_rejected_before_decoding():
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_image_pixels=500"):
         decode_and_pad(_jpeg(20, 30), 30, 20, max_pixels=500)
     assert decode_and_pad(_jpeg(20, 30), 30, 20, max_pixels=600).shape == (30, 20, 3)
+
+
+def test_image_size_is_the_backbones_unless_configured():
+    """The production default trains nasnet_large at its native 331×331; the demo preset small_cnn at
+    144×96 (2:3 portrait, like the posters); `image_size` overrides either."""
+    from components.preprocessing import image_size
+    from core.config import load_config
+
+    assert image_size(load_config()) == (331, 331)
+    assert image_size(load_config("configs/demo.yaml")) == (144, 96)
+    assert image_size(load_config(None, ["image_size=[60, 40]"])) == (60, 40)

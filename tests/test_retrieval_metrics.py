@@ -15,12 +15,35 @@ def test_hand_computed_example():
     assert s["map@r"] == 1.0  # R = 1 relevant item each, ranked first
 
 
-def test_wrong_neighbours_score_zero_and_mapr_is_rank_sensitive():
+def test_wrong_neighbours_score_zero():
+    """Each poster's nearest neighbour has the other genre and its one relevant poster (R = 1) comes
+    last, so every top-1 and every top-R is wrong: recall@1 = precision@1 = MAP@R = 0."""
     emb = np.array([[1, 0], [0, 1], [1, 0.01], [0.01, 1]], np.float32)
-    genres = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)  # nearest neighbour is always wrong
+    genres = np.array([[1, 0], [1, 0], [0, 1], [0, 1]], np.float32)
     s = retrieval_scores(emb, genres, ks=(1,))
-    assert s["recall@1"] == 0.0
-    assert 0 < s["map@r"] < 1 or s["map@r"] == 0.0
+    assert s["recall@1"] == 0.0 and s["precision@1"] == 0.0 and s["map@r"] == 0.0
+
+
+def _unit(degrees):
+    rad = np.radians(degrees)
+    return np.stack([np.cos(rad), np.sin(rad)], axis=1).astype(np.float32)
+
+
+def test_mapr_is_rank_sensitive_where_precision_is_not():
+    """Posters at 0°, 15°, 40°, 70°; genres A, A, B, A. Neighbours by angle and relevant sets:
+    P0: P1, P2, P3 | rel {P1, P3}, R=2 → top 2 = [hit, miss] → AP = (1/1)/2 = 1/2
+    P1: P0, P2, P3 | rel {P0, P3}, R=2 → [hit, miss] → AP = 1/2
+    P2: no other B poster → no query
+    P3: P2, P1, P0 | rel {P0, P1}, R=2 → [miss, hit] → AP = (1/2)/2 = 1/4
+    MAP@R = (1/2 + 1/2 + 1/4) / 3 = 5/12, although P0 and P3 have the same precision@2 (1/2):
+    MAP@R sees where in the top R the hit is. precision@2 = (1/2 + 1/2 + 0 + 1/2) / 4 = 3/8;
+    recall@1 = P0 and P1 hit, P2 (nearest P1) and P3 (nearest P2) miss = 2/4."""
+    genres = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
+    s = retrieval_scores(_unit([0, 15, 40, 70]), genres, ks=(1, 2))
+    assert s["map@r"] == pytest.approx(5 / 12)
+    assert s["precision@2"] == pytest.approx(3 / 8) and s["recall@1"] == pytest.approx(0.5)
+    # A metric blind to rank inside the top R would give P3 the same 1/2 as P0: MAP 1/2, not 5/12.
+    assert s["map@r"] < 0.5
 
 
 def test_collapsed_embeddings_do_not_look_good():

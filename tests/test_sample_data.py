@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import cli, sample_data
-from pipeline import tfrecords as tfr
+from core import tfrecords as tfr
+from datatools import sample_data
+from posters import cli
 
 
 def _files(d: Path) -> dict[str, bytes]:
@@ -79,7 +80,7 @@ def _centroid_accuracy(palette: str) -> float:
 
 def test_genre_palettes_are_distinct_and_colour_grades_hide_them():
     """In their own colours, genres separate on colour thumbnails alone; graded (the default), colour
-    stops naming the genre, so a model has to learn motifs and composition (issue 3)."""
+    stops naming the genre, so a model has to learn motifs and composition."""
     own, graded = _centroid_accuracy("genre"), _centroid_accuracy("graded")
     assert own >= 0.8
     assert graded <= own - 0.3, (own, graded)

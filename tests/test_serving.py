@@ -26,85 +26,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import client as client_mod
 from serving import local_server
+from serving import query as query_mod
 from serving.client import PosterClient, ServerUnavailable, ServingError
 from serving.local_server import ModelServer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DIM, K = 128, 3
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (40, 40, 40)]
-SIGNATURES = {"serving_default", "embed", "neighbors", "recommend", "embed_examples"}
-
-
-class TinyPosters(tf.Module):
-    """Stand-in for the exported model: same signatures, stock ops, brute-force index."""
-
-    def __init__(self, seed: int, prefix: str):
-        super().__init__()
-        rng = np.random.default_rng(seed)
-        self.proj = tf.constant(rng.normal(size=(8 * 8 * 3, DIM)).astype("float32"))
-        self.bias = tf.constant(rng.normal(size=(DIM,)).astype("float32"))
-        self.head = tf.constant(rng.normal(size=(DIM, 4)).astype("float32"))
-        pixels = np.broadcast_to(np.array(COLOURS, "float32")[:, None, None, :], (len(COLOURS), 8, 8, 3))
-        self.catalogue = tf.constant(self._embed_pixels(tf.constant(pixels)).numpy())
-        self.ids = tf.constant([f"{prefix}{i}" for i in range(len(COLOURS))])
-
-    def _embed_pixels(self, x):
-        flat = tf.reshape(x, [-1, 8 * 8 * 3]) / 255.0
-        return tf.math.l2_normalize(tf.matmul(flat, self.proj) + self.bias, axis=1)
-
-    def _embed_bytes(self, image_bytes):
-        def decode(b):
-            img = tf.io.decode_image(b, channels=3, expand_animations=False)
-            return tf.image.resize(tf.cast(img, tf.float32), (8, 8))
-
-        x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([8, 8, 3], tf.float32))
-        return self._embed_pixels(x)
-
-    def _top_k(self, scores):
-        top = tf.math.top_k(scores, K)
-        return {"movie_ids": tf.gather(self.ids, top.indices), "scores": top.values}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serving_default(self, image_bytes):
-        emb = self._embed_bytes(image_bytes)
-        return {"embedding": emb, **self._top_k(tf.matmul(emb, self.catalogue, transpose_b=True))}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def embed(self, image_bytes):
-        return {"embedding": self._embed_bytes(image_bytes)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None, DIM], tf.float32, name="embedding")])
-    def neighbors(self, embedding):
-        return self._top_k(tf.matmul(embedding, self.catalogue, transpose_b=True))
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
-    def recommend(self, history):
-        match = tf.cast(tf.equal(history[:, :, None], self.ids[None, None, :]), tf.float32)  # [B,H,N]
-        per_item = tf.reduce_sum(match, axis=1)
-        count = tf.maximum(tf.reduce_sum(per_item, axis=1, keepdims=True), 1.0)
-        query = tf.math.l2_normalize(tf.matmul(per_item, self.catalogue) / count, axis=1)
-        scores = tf.matmul(query, self.catalogue, transpose_b=True)
-        return self._top_k(scores - 1e9 * tf.minimum(per_item, 1.0))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def embed_examples(self, examples):
-        parsed = tf.io.parse_example(examples, {"image": tf.io.FixedLenFeature([], tf.string)})
-        emb = self._embed_bytes(parsed["image"])
-        return {"embedding": emb, "logits": tf.matmul(emb, self.head)}
-
-
-def save_model(path: str, seed: int, prefix: str) -> str:
-    m = TinyPosters(seed, prefix)
-    sigs = {name: getattr(m, name) for name in SIGNATURES}
-    tf.saved_model.save(m, path, signatures=sigs)
-    return path
-
-
-def png(colour, size=16) -> bytes:
-    arr = np.broadcast_to(np.array(colour, np.uint8), (size, size, 3)).copy()
-    return tf.io.encode_png(arr).numpy()
+from tests.helpers import ROOT
+from tests.tiny_model import COLOURS, DIM, SIGNATURES, K, png, save_model
 
 
 def b64(data: bytes) -> dict:
@@ -339,7 +266,7 @@ def test_query_main_in_process(server, tmp_path, capsys):
         p = tmp_path / f"poster{i}.png"
         p.write_bytes(png(COLOURS[i]))
         paths.append(str(p))
-    cat = tmp_path / "catalog.tfrecord"
+    cat = tmp_path / "catalogue.tfrecord"
     with tf.io.TFRecordWriter(str(cat)) as w:
         for i in range(len(COLOURS)):
             feats = {"movie_id": [f"m{i}".encode()], "title": [f"Film {i}".encode()],
@@ -350,17 +277,17 @@ def test_query_main_in_process(server, tmp_path, capsys):
 
     def args(**kw):
         base = dict(images=paths, history=[], mix=False, k=2, server=f"127.0.0.1:{server.rest_port}",
-                    grpc=False, model_name="posters", catalog=None)
+                    grpc=False, model_name="posters", catalogue=None)
         return Namespace(**{**base, **kw})
 
-    assert client_mod.main(args(catalog=str(cat))) == 0
+    assert query_mod.main(args(catalogue=str(cat))) == 0
     out = capsys.readouterr().out
     assert "Film 0" in out and "Drama|War" in out and out.count("==") == 4
-    assert client_mod.main(args(mix=True, history=["m0"], grpc=True,
+    assert query_mod.main(args(mix=True, history=["m0"], grpc=True,
                                 server=f"127.0.0.1:{server.grpc_port}")) == 0
     out = capsys.readouterr().out
     assert "style mix of 2 images" in out and "recommendations after m0" in out
-    assert client_mod.main(args(images=[str(tmp_path / "missing.png")])) == 2
+    assert query_mod.main(args(images=[str(tmp_path / "missing.png")])) == 2
     assert "not found" in capsys.readouterr().err
 
 
@@ -433,12 +360,12 @@ def test_hot_load_new_version_without_dropping_requests(saved, tmp_path):
 
 
 def test_cli_serve_and_query(base, tmp_path):
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     err = open(tmp_path / "serve.err", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve", "--model-base-path", str(base), "--rest-port", "0",
+        [sys.executable, "-m", "posters.cli", "serve", "--model-base-path", str(base), "--rest-port", "0",
          "--grpc-port", "0", "--poll-seconds", "1"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     try:
@@ -456,17 +383,17 @@ def test_cli_serve_and_query(base, tmp_path):
 
         img = tmp_path / "q.png"
         img.write_bytes(png(COLOURS[4]))
-        q = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(img), "-k", "2",
-                            "--server", rest], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(img), "-k", "2",
+                            "--server", rest], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 0, q.stderr
         assert "  1. m4" in q.stdout and "  3." not in q.stdout
 
-        q = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(tmp_path / "nope.png"),
-                            "--server", rest], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(tmp_path / "nope.png"),
+                            "--server", rest], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 2 and "not found" in q.stderr
-        q = subprocess.run([sys.executable, "-m", "pipeline.cli", "query", str(img),
+        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(img),
                             "--server", f"127.0.0.1:{free_port()}"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 2 and "cannot reach" in q.stderr
     finally:
         proc.send_signal(signal.SIGTERM)

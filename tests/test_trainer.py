@@ -2,9 +2,9 @@
 import numpy as np
 import tensorflow as tf
 
-from components import trainer
+from components import dataset, trainer
 from components.preprocessing import GENRES_XF, IMAGE_XF, MOVIE_ID_KEY, PRIMARY_XF
-from pipeline.config import load_config
+from core.config import load_config
 
 H, W = 24, 16
 
@@ -29,7 +29,7 @@ def _write_transformed(path, labels, num_genres=4):
 def _features(cfg, num_genres=4):
     spec = {IMAGE_XF: tf.io.FixedLenFeature([], tf.string), GENRES_XF: tf.io.FixedLenFeature([num_genres], tf.float32),
             PRIMARY_XF: tf.io.FixedLenFeature([], tf.int64), MOVIE_ID_KEY: tf.io.FixedLenFeature([], tf.string)}
-    return trainer.Features(cfg, spec, [f"g{i}" for i in range(num_genres)])
+    return dataset.Features(cfg, spec, [f"g{i}" for i in range(num_genres)])
 
 
 def test_pk_batches_hold_k_of_each_label(tmp_path):

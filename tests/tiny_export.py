@@ -20,7 +20,7 @@ import tensorflow as tf
 from components.export import INDEX_REPORT, PosterServingModule, build_index
 from components.model import build_model, embedding_model, get_backbone
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
-from pipeline.config import IndexConfig
+from core.config import IndexConfig
 
 NUM_GENRES = 5
 

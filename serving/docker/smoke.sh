@@ -97,7 +97,7 @@ for kind in $KINDS; do
     liveness=(--liveness-path /monitoring/prometheus/metrics)
   else
     rest_port="$(free_port)"; grpc_port="$(free_port)"
-    (cd "$ROOT" && exec "$PY" -m pipeline.cli serve --model-base-path "$base" --rest-port "$rest_port" \
+    (cd "$ROOT" && exec "$PY" -m posters.cli serve --model-base-path "$base" --rest-port "$rest_port" \
       --grpc-port "$grpc_port" --enable-batching --batching-parameters-file serving/config/batching_parameters.txt) \
       >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!

@@ -20,8 +20,8 @@ def _records(pattern):
 
 
 def test_multi_processing_matches_in_memory(trained_model, tmp_path):
-    from pipeline.config import load_config
-    from pipeline.local_runner import run
+    from core.config import load_config
+    from local_runner import run
 
     base = trained_model["config"]  # ran with beam_direct_running_mode=in_memory
     cfg = load_config("configs/demo.yaml", ["beam_direct_running_mode=multi_processing", "beam_direct_num_workers=2"],

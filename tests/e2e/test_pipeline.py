@@ -11,13 +11,14 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT, documented_signatures
+
 pytestmark = pytest.mark.slow
 PY = sys.executable
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _catalogue(data):
-    from pipeline.tfrecords import read_examples
+    from core.tfrecords import read_examples
 
     return list(read_examples(os.path.join(data, "*.tfrecord*")))
 
@@ -41,7 +42,7 @@ FRESH = r"""
 import json, sys
 sys.path = [p for p in sys.path if p not in ("", "{repo}")]
 import tensorflow as tf, scann  # noqa: F401  — nothing from the project
-for mod in ("components", "pipeline", "serving"):
+for mod in ("core", "components", "pipeline", "serving"):
     try:
         __import__(mod); raise SystemExit("project code importable: " + mod)
     except ImportError:
@@ -112,7 +113,7 @@ def _formats(jpeg: bytes) -> dict:
 
 
 def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(trained_model, tmp_path):
-    from pipeline.tfrecords import iter_serialized
+    from core.tfrecords import iter_serialized
 
     cat = _catalogue(trained_model["data"])[:12]
     ser = list(iter_serialized(os.path.join(trained_model["data"], "*.tfrecord*")))[:12]
@@ -123,7 +124,7 @@ def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(train
     everything = _catalogue(trained_model["data"])
     (tmp_path / "all.json").write_text(json.dumps([c["image"].hex() for c in everything]))
     (tmp_path / "ids.json").write_text(json.dumps([c["movie_id"] for c in everything]))
-    (tmp_path / "fresh.py").write_text(FRESH.format(repo=REPO))
+    (tmp_path / "fresh.py").write_text(FRESH.format(repo=ROOT))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([PY, str(tmp_path / "fresh.py"), trained_model["model_dir"], str(tmp_path / "cat.json"),
                            str(tmp_path / "formats.json"), str(tmp_path / "all.json"), str(tmp_path / "ids.json")],
@@ -151,7 +152,7 @@ def test_saved_model_cli_lists_the_documented_signatures(trained_model):
     cli = os.path.join(os.path.dirname(PY), "saved_model_cli")
     out = subprocess.run([cli, "show", "--dir", trained_model["model_dir"], "--all"],
                          capture_output=True, text=True, timeout=300).stdout
-    for sig in ("serving_default", "embed", "neighbors", "recommend", "embed_examples"):
+    for sig in documented_signatures():  # all of them, transform_features included
         assert f"signature_def['{sig}']" in out
     block = out.split("signature_def['serving_default']")[1].split("signature_def[")[0]
     assert "inputs['image_bytes']" in block and "DT_STRING" in block
@@ -171,19 +172,19 @@ def test_lineage_of_the_pushed_model_is_in_ml_metadata(trained_model):
 
 def test_validate_cli_exit_codes(trained_model, tmp_path):
     model, data = trained_model["model_dir"], os.path.join(trained_model["data"], "*.tfrecord*")
-    ok = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", data,
+    ok = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", data,
                          "--baseline", model], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     report = json.loads(ok.stdout)
     assert report["passed"] and len(report["checks"]) == 4  # 2 floors + 2 changes vs baseline
     (tmp_path / "strict.yaml").write_text("min_recall_at_10: 1.01\n")
-    fail = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", data,
+    fail = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", data,
                            "--thresholds", str(tmp_path / "strict.yaml")], capture_output=True, text=True, timeout=300)
     assert fail.returncode == 1 and json.loads(fail.stdout)["passed"] is False
-    bad = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", str(tmp_path), "--examples", data],
+    bad = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", str(tmp_path), "--examples", data],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no SavedModel" in bad.stderr
-    none = subprocess.run([PY, "-m", "pipeline.cli", "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
+    none = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
                           capture_output=True, text=True, timeout=300)
     assert none.returncode == 2
 
@@ -192,11 +193,11 @@ def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(t
     """Second run: a deliberately bad model (test-only `scramble_embeddings`, brute_force index) is
     evaluated against the blessed baseline, NOT blessed and NOT pushed; MLMD holds both
     evaluations; the unpushed brute_force model loads in TF without ScaNN."""
-    from pipeline.config import load_config
-    from pipeline.local_runner import run
+    from core.config import load_config
+    from local_runner import run
 
     before = sorted(glob.glob(os.path.join(trained_model["serving_base"], "*", "*")))
-    cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"),
+    cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"),
                       ["phase1_epochs=2", "phase2_epochs=2", "beam_direct_running_mode=in_memory", "batch_size=32",
                        "index.kind=brute_force", "scramble_embeddings=true"],
                       data_root=trained_model["data"], workdir=trained_model["workdir"])

@@ -22,7 +22,7 @@ def _config(path, base, labels, versions):
 
 
 def _promote(cfg, *extra):
-    return subprocess.run([PY, "-m", "pipeline.cli", "promote", "--model-config-file", str(cfg), *extra],
+    return subprocess.run([PY, "-m", "posters.cli", "promote", "--model-config-file", str(cfg), *extra],
                           capture_output=True, text=True, timeout=600)
 
 

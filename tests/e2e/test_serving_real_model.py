@@ -23,7 +23,7 @@ def served(trained_model, tmp_path_factory):
 
 
 def _inputs(trained_model):
-    from pipeline.tfrecords import iter_serialized, read_examples
+    from core.tfrecords import iter_serialized, read_examples
 
     pattern = os.path.join(trained_model["data"], "*.tfrecord*")
     cat = list(read_examples(pattern))[:4]

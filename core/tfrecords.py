@@ -4,7 +4,7 @@ Shared by `posters sample` and `posters import` so both produce byte-compatible 
 tests/tools that need to look inside them. TensorFlow is imported lazily inside the functions:
 `import tensorflow` costs ~9 s and the CLI's light subcommands must not pay it.
 
-Contract (see ARCHITECTURE.md): `movie_id` bytes (required, unique), `image` bytes (JPEG/PNG, RGB
+Contract (docs/data.md): `movie_id` bytes (required, unique), `image` bytes (JPEG/PNG, RGB
 after decode), `genres` bytes list (>= 1), `title` bytes, `year` int64. All five features are
 always written (title "" / year 0 when unknown) so SchemaGen infers one consistent schema.
 """
@@ -19,7 +19,6 @@ FEATURE_IMAGE = "image"
 FEATURE_GENRES = "genres"
 FEATURE_TITLE = "title"
 FEATURE_YEAR = "year"
-FEATURES = (FEATURE_MOVIE_ID, FEATURE_IMAGE, FEATURE_GENRES, FEATURE_TITLE, FEATURE_YEAR)
 
 # Largest poster accepted anywhere (import, Transform, serving): width × height from the image
 # header, checked before decoding. 4096 × 4096: a decoded RGB image of this size is 48 MiB (192 MiB

@@ -1,12 +1,44 @@
 """`posters`: the one command-line entry point.
 
 Each subcommand imports its heavy dependencies lazily, so `posters query` / `serve` / `gallery`
-never pay the ~37 s `tfx.v1` import (see FINDINGS.md).
+never pay the ~37 s `tfx.v1` import (measured in docs/development.md). Commands are quiet: the
+TensorFlow C++ start-up lines (CUDA factory registration, CPU feature notes) and google-api-core's
+Python-version FutureWarning are hidden unless `-v/--verbose` is given. TensorFlow reads
+`TF_CPP_MIN_LOG_LEVEL` once, when it is first imported, so `quiet()` runs before any subcommand
+imports it; the environment variables also reach child processes (Beam workers, a served model).
 """
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import subprocess
 import sys
+import warnings
+
+# The FutureWarning google-api-core emits on import under Python 3.10 (a supported version here).
+_API_CORE_WARNING_MODULE = "google.api_core._python_version_support"
+
+
+def quiet(verbose: bool) -> None:
+    """Silence (or, verbose, restore) TensorFlow's C++ logs and third-party start-up warnings.
+
+    Args:
+        verbose: True brings back every TensorFlow log line (`TF_CPP_MIN_LOG_LEVEL=0`) and the
+            project's and libraries' INFO logs; False hides TensorFlow's C++ logs below FATAL unless
+            the caller set `TF_CPP_MIN_LOG_LEVEL` itself.
+    """
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        logging.basicConfig(level=logging.INFO)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=_API_CORE_WARNING_MODULE.rsplit(".", 1)[0])
+        opt = f"ignore::FutureWarning:{_API_CORE_WARNING_MODULE}"
+        os.environ["PYTHONWARNINGS"] = ",".join(w for w in (os.environ.get("PYTHONWARNINGS"), opt) if w)
+    from core.logs import show_progress
+
+    show_progress()
 
 
 def _lazy(module: str):
@@ -21,16 +53,23 @@ def _lazy(module: str):
 
 
 def _bench(extra: list[str]) -> int:
-    from bench import run_all
-
-    return run_all.main(extra)
+    """`python -m bench.run_all EXTRA…`: the benchmarks import the product, never the reverse."""
+    return subprocess.call([sys.executable, "-m", "bench.run_all", *extra])
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `posters` parser: one subparser per command, each with `-v/--verbose`.
+
+    Returns:
+        The parser; each subcommand sets `func`, a handler taking the parsed namespace.
+    """
     p = argparse.ArgumentParser(prog="posters", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's and the libraries' logs")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("sample", help="generate synthetic genre-styled posters (+CSV, optional TFRecords)")
+    s = sub.add_parser("sample", parents=[common],
+                       help="generate synthetic genre-styled posters (+CSV, optional TFRecords)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n", type=int, default=400, help="number of posters")
     s.add_argument("--size", default="200x300", help="WxH of each poster (2:3 portrait)")
@@ -38,9 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tfrecords", action="store_true", help="also write TFRecords (data contract)")
     s.add_argument("--palette", choices=("graded", "genre"), default="graded",
                    help="graded (default): colour grades hide each genre's colours; genre: genres in their own colours")
-    s.set_defaults(func=_lazy("pipeline.sample_data"))
+    s.set_defaults(func=_lazy("datatools.sample_data"))
 
-    s = sub.add_parser("import", help="import a poster CSV + image folder into TFRecords")
+    s = sub.add_parser("import", parents=[common],
+                       help="import a poster CSV + image folder into TFRecords")
     s.add_argument("--csv", required=True, help="our CSV (movie_id,title,year,genres,poster) or Kaggle MovieGenre.csv")
     s.add_argument("--images", required=True, help="folder holding the poster files")
     s.add_argument("--out", required=True, help="output folder (written atomically)")
@@ -49,23 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
     s.add_argument("--max-pixels", type=int, default=1 << 24,
                    help="reject images whose header declares more pixels (default 4096x4096, as Transform and serving)")
-    s.set_defaults(func=_lazy("pipeline.ingest"))
+    s.set_defaults(func=_lazy("datatools.ingest"))
 
-    s = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")
+    s = sub.add_parser("run", parents=[common],
+                       help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")
     s.add_argument("--data", required=True, help="folder of TFRecords in the data contract")
     s.add_argument("--workdir", required=True, help="pipeline root, metadata.sqlite and serving_model/")
-    s.add_argument("--config", help="YAML/JSON config file (defaults: pipeline/config.py)")
+    s.add_argument("--config", help="YAML/JSON config file (defaults: core/config.py)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    s.set_defaults(func=_lazy("pipeline.local_runner"))
+    s.set_defaults(func=_lazy("local_runner"))
 
-    s = sub.add_parser("validate", help="CD gate: retrieval metrics + thresholds; exit 0 pass, 1 fail, 2 bad input")
+    s = sub.add_parser("validate", parents=[common],
+                       help="CD gate: retrieval metrics + thresholds; exit 0 pass, 1 fail, 2 bad input")
     s.add_argument("--model", required=True, help="exported SavedModel directory")
     s.add_argument("--examples", required=True, help="glob of TFRecord files (data contract)")
     s.add_argument("--baseline", help="baseline SavedModel for the change threshold")
     s.add_argument("--thresholds", help="YAML/JSON file of thresholds (defaults from the config)")
     s.set_defaults(func=_lazy("pipeline.validate"))
 
-    s = sub.add_parser("promote", help="CD gate: move a version label (stable) to a candidate version if it passes; "
+    s = sub.add_parser("promote", parents=[common], help="CD gate: move a version label (stable) to a candidate version if it passes; "
                                        "exit 0 promoted, 1 rejected, 2 bad input")
     s.add_argument("--model-config-file", required=True, help="models.config (ModelServerConfig text proto)")
     s.add_argument("--model-name", default="posters")
@@ -78,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-base-path", help="version folders on this machine, if not the config's base_path")
     s.set_defaults(func=_lazy("pipeline.promote"))
 
-    s = sub.add_parser("serve", help="serve a versioned model base path with TF Serving's REST + gRPC API")
+    s = sub.add_parser("serve", parents=[common],
+                       help="serve a versioned model base path with TF Serving's REST + gRPC API")
     s.add_argument("--model-base-path", required=True)
     s.add_argument("--model-name", default="posters")
     s.add_argument("--rest-port", type=int, default=8501)
@@ -94,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BatchingParameters text proto, e.g. serving/config/batching_parameters.txt")
     s.set_defaults(func=_lazy("serving.local_server"))
 
-    s = sub.add_parser("query", help="query a running server: similar posters, style mix, recommendations")
+    s = sub.add_parser("query", parents=[common],
+                       help="query a running server: similar posters, style mix, recommendations")
     s.add_argument("images", nargs="*", help="poster image files")
     s.add_argument("--history", nargs="*", default=[], help="watched movie ids → recommendations")
     s.add_argument("--mix", action="store_true", help="average the images' embeddings (style mix)")
@@ -102,13 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--server", default="localhost:8501", help="host:port of REST (or gRPC with --grpc)")
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST")
     s.add_argument("--model-name", default="posters")
-    s.add_argument("--catalog", help="TFRecords glob to show titles/genres for ids")
-    s.set_defaults(func=_lazy("serving.client"))
+    s.add_argument("--catalogue", "--catalog", help="TFRecords glob to show titles/genres for ids")
+    s.set_defaults(func=_lazy("serving.query"))
 
-    s = sub.add_parser("gallery", help="HTML gallery (+PNG contact sheet) of neighbours from the served model")
+    s = sub.add_parser("gallery", parents=[common],
+                       help="HTML gallery (+PNG contact sheet) of neighbours from the served model")
     s.add_argument("--server", default="localhost:8501")
     s.add_argument("--model-name", default="posters")
-    s.add_argument("--catalog", required=True, help="TFRecords glob of the catalogue (posters shown)")
+    s.add_argument("--catalogue", "--catalog", required=True, help="TFRecords glob of the catalogue (posters shown)")
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--queries", type=int, default=6)
     s.add_argument("--metrics", help="metrics/gate JSON to show at the top")
@@ -124,11 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `argv`, quiet the libraries and run the subcommand.
+
+    Args:
+        argv: arguments after `posters`; None reads `sys.argv[1:]`.
+
+    Returns:
+        The subcommand's exit status (0 = success).
+    """
     args, extra = build_parser().parse_known_args(argv)
     if args.command == "bench":
         return int(_bench(extra) or 0)
     if extra:
         build_parser().error(f"unrecognized arguments: {' '.join(extra)}")
+    quiet(args.verbose)
     return int(args.func(args) or 0)
 
 

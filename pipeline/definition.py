@@ -11,7 +11,7 @@ import os
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from pipeline.config import PipelineConfig
+from core.config import PipelineConfig
 
 MODULE_PREPROCESSING = "components.preprocessing.preprocessing_fn"
 MODULE_RUN_FN = "components.trainer.run_fn"
@@ -87,8 +87,22 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, metadata_connection_config=None,
                     pipeline_root: str | None = None, data_root=None, serving_dir: str | None = None,
                     until: str | None = None) -> tfx.dsl.Pipeline:
-    """`data_root` may be a `RuntimeParameter` (Kubeflow); other overrides default to the config.
-    `until="Transform"` stops after that component (runner comparisons, benchmarks)."""
+    """The one TFX pipeline, for LocalDagRunner and both Kubeflow runners.
+
+    Args:
+        cfg: the typed config; module files receive the fields they use (`module_config`).
+        enable_cache: let TFX reuse a component's outputs when its inputs and config are unchanged.
+        beam_pipeline_args: Beam flags; None → `cfg.beam_pipeline_args()`.
+        metadata_connection_config: ML Metadata connection (sqlite locally); None on Kubeflow,
+            which provides its own.
+        pipeline_root: where artifacts go; None → `cfg.pipeline_root`.
+        data_root: folder of TFRecords, or a `RuntimeParameter` (Kubeflow); None → `cfg.data_root`.
+        serving_dir: the Pusher's destination; None → `cfg.serving_dir`.
+        until: stop after this component, e.g. "Transform" (runner comparisons, benchmarks).
+
+    Returns:
+        The `tfx.dsl.Pipeline`, ready for a runner.
+    """
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root if data_root is not None else cfg.data_root,
         input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
@@ -132,7 +146,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         # Worker processes spawned by multi_processing never `import scann`, so TFMA could not load
         # a ScaNN export there ("Op type not registered 'Scann>TensorsToScann'"). The Evaluator runs
         # in-process (later flags win); distributed runners use the pipeline image, which imports
-        # scann at interpreter start (kubeflow/Dockerfile).
+        # scann at interpreter start (Dockerfile).
         evaluator.with_beam_pipeline_args(["--direct_running_mode=in_memory"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],

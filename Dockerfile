@@ -1,6 +1,6 @@
 # Pipeline image for Kubeflow / Vertex AI / Dataflow workers: the TFX 1.15.1 base image (Python 3.10,
 # TFX, Beam) plus this project and the exact pinned stack from requirements/lock.txt.
-# Build: `make image` (docker build -f kubeflow/Dockerfile -t poster-similarity-pipeline:latest .)
+# Build: `make image` (docker build -f Dockerfile -t poster-similarity-pipeline:latest .)
 FROM tensorflow/tfx:1.15.1
 
 WORKDIR /pipeline
@@ -9,10 +9,13 @@ COPY requirements/lock.txt requirements/lock.txt
 # Same lock as local runs: one environment runs the pipeline and compiles it for Kubeflow.
 RUN uv pip install --system --no-cache -r requirements/lock.txt
 COPY setup.py pyproject.toml ./
-COPY pipeline pipeline
+COPY core core
+COPY datatools datatools
 COPY components components
+COPY pipeline pipeline
 COPY serving serving
-COPY kubeflow kubeflow
+COPY posters posters
+COPY local_runner.py kubeflow_runner.py ./
 COPY configs configs
 # Components reference module files by import path (components.trainer.run_fn …), so the project is
 # installed into the image: no wheels are built or fetched at run time.

@@ -18,7 +18,7 @@ from typing import Any
 
 @dataclass
 class IndexConfig:
-    """Retrieval index bundled in the SavedModel (issue 4); None → derived from catalogue size."""
+    """Retrieval index bundled in the SavedModel; None → derived from catalogue size."""
 
     kind: str = "scann"  # "scann" (needs ScaNN ops in the server) | "brute_force" (stock TF ops)
     k: int = 10
@@ -34,12 +34,21 @@ class IndexConfig:
 
 @dataclass
 class GateConfig:
-    """Evaluator thresholds (issue 5): absolute lower bounds + allowed drop vs the last blessed model."""
+    """Evaluator thresholds: absolute lower bounds + allowed drop vs the last blessed model."""
 
     min_recall_at_10: float = 0.5
     min_index_recall_at_10: float = 0.8
     max_recall_drop: float = 0.05
     max_map_drop: float = 0.05  # MAP@R vs the last blessed model (more sensitive than recall@10)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateConfig:
+        """Thresholds from a mapping, checked like the pipeline config (unknown keys, types).
+
+        Raises:
+            ConfigError: an unknown threshold or a value of the wrong type.
+        """
+        return _build(cls, d, "gates.")
 
 
 @dataclass
@@ -87,7 +96,7 @@ class PipelineConfig:
     beam_direct_num_workers: int = 1
     beam_extra_args: list[str] = field(default_factory=list)  # e.g. Dataflow/Flink/Spark flags
 
-    # Kubeflow (issue 7)
+    # Kubeflow (kubeflow_runner.py)
     pipeline_image: str = "poster-similarity-pipeline:latest"
     kubeflow_pipeline_root: str | None = None  # e.g. gs://bucket/root; None → <workdir>/pipeline_root
     kubeflow_serving_dir: str | None = None  # Pusher destination on Kubeflow, e.g. gs://bucket/serving/posters
@@ -201,3 +210,17 @@ def load_config(path: str | None = None, overrides: list[str] | None = None, **f
         node[leaf] = _parse_value(text)
     d.update({k: v for k, v in fields.items() if v is not None})
     return PipelineConfig.from_dict(d)
+
+
+def load_config_from_env(default_path: str | None = None, **fields: Any) -> PipelineConfig:
+    """The config of a runner file that the TFX CLI executes as `__main__` (it passes no arguments).
+
+    Args:
+        default_path: config file used when `POSTERS_CONFIG` is unset.
+        **fields: field values that win over the file and the overrides (as in `load_config`).
+
+    Returns:
+        `load_config(POSTERS_CONFIG, POSTERS_SET split on ";", **fields)`.
+    """
+    overrides = [s for s in os.environ.get("POSTERS_SET", "").split(";") if s.strip()]
+    return load_config(os.environ.get("POSTERS_CONFIG", default_path), overrides, **fields)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-from pipeline import tfrecords as tfr
+from core import tfrecords as tfr
 
 REPORT_NAME = "report.json"
 PRODUCER = "posters import"

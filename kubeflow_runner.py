@@ -5,9 +5,9 @@
 
 Paths come from the config: `kubeflow_pipeline_root` / `kubeflow_serving_dir` accept gs:// or s3://.
 The module files are referenced by import path (the project is installed in the pipeline image,
-kubeflow/Dockerfile), so compiling builds no wheels and needs no bucket access.
+Dockerfile), so compiling builds no wheels and needs no bucket access.
 Run directly for the TFX CLI: POSTERS_CONFIG=... tfx pipeline create --engine kubeflow
---pipeline_path kubeflow/runner.py --endpoint ...
+--pipeline_path kubeflow_runner.py --endpoint ...
 """
 from __future__ import annotations
 
@@ -15,11 +15,7 @@ import argparse
 import os
 import sys
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from pipeline.config import PipelineConfig, load_config  # noqa: E402
+from core.config import PipelineConfig, load_config, load_config_from_env
 
 DATA_ROOT_PARAM = "data-root"
 
@@ -27,7 +23,7 @@ DATA_ROOT_PARAM = "data-root"
 def _pipeline(cfg: PipelineConfig):
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.definition import create_pipeline
 
     data_root = tfx.dsl.experimental.RuntimeParameter(name=DATA_ROOT_PARAM, ptype=str, default=cfg.data_root)
     return create_pipeline(
@@ -79,8 +75,6 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     # `tfx pipeline create --engine kubeflow` runs this file and expects KubeflowDagRunner().run(...).
     if len(sys.argv) == 1:
-        _sets = [s for s in os.environ.get("POSTERS_SET", "").split(";") if s]
-        _cfg = load_config(os.environ.get("POSTERS_CONFIG"), _sets)
-        compile_v1(_cfg, os.environ.get("KUBEFLOW_OUTPUT_DIR", "."))
+        compile_v1(load_config_from_env(), os.environ.get("KUBEFLOW_OUTPUT_DIR", "."))
     else:
         sys.exit(main())
