@@ -107,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--thresholds", help="YAML/JSON file of thresholds (defaults from the config)")
     s.set_defaults(func=_lazy("pipeline.validate"))
 
-    s = sub.add_parser("promote", parents=[common], help="CD gate: move a version label (stable) to a candidate version if it passes; "
-                                       "exit 0 promoted, 1 rejected, 2 bad input")
+    s = sub.add_parser("promote", parents=[common],
+                       help="CD gate: move a version label (stable) to a candidate version if it passes; "
+                            "exit 0 promoted, 1 rejected, 2 bad input")
     s.add_argument("--model-config-file", required=True, help="models.config (ModelServerConfig text proto)")
     s.add_argument("--model-name", default="posters")
     s.add_argument("--candidate", required=True, type=int, help="version number to promote")
