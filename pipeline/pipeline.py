@@ -11,6 +11,7 @@ import os
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from pipeline import cluster
 from pipeline.config import PipelineConfig
 
 MODULE_PREPROCESSING = "components.preprocessing.preprocessing_fn"
@@ -107,14 +108,14 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=MODULE_PREPROCESSING, custom_config=module_config(cfg, "transform"),
     )
-    trainer = tfx.components.Trainer(
+    trainer = cluster.build_trainer(  # distributed.trainer_backend: local | vertex (worker pools)
+        cfg, module_config(cfg, "trainer"),
         run_fn=MODULE_RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=module_config(cfg, "trainer"),
     )
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
