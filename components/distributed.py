@@ -41,7 +41,7 @@ STARTUP_EXIT_CODE = 3  # a worker named in TF_CONFIG did not join within the sta
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
 EPOCH_LOG = "epochs.jsonl"
-HANDOVER_WEIGHTS = "handover.weights.h5"
+HANDOVER_WEIGHTS = "handover_weights.h5"  # Keras 2 h5 (a `.weights.h5` name switches format)
 
 
 # --- cluster ---------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ class TrainingState:
     """Per-epoch checkpoints and finished segments under `<run_dir>/backup/`.
 
     Layout: `<segment>/chief/ckpt-*` (BackupAndRestore), `state.json` ({"done": [...], "history":
-    {...}}), `handover.weights.h5` (the model after the last finished segment) and `epochs.jsonl`.
+    {...}}), `handover_weights.h5` (the model after the last finished segment) and `epochs.jsonl`.
     Only the chief writes; every worker reads, so all resume at the same point.
 
     Args:
@@ -319,7 +319,7 @@ class TrainingState:
         self.history = history
         if not self.cluster.is_chief:
             return
-        tmp = os.path.join(self.dir, "handover.tmp.h5")
+        tmp = os.path.join(self.dir, "handover_weights.tmp.h5")
         model.save_weights(tmp)
         tf.io.gfile.rename(tmp, os.path.join(self.dir, HANDOVER_WEIGHTS), overwrite=True)
         with tf.io.gfile.GFile(os.path.join(self.dir, STATE_FILE + ".tmp"), "w") as f:

@@ -167,7 +167,7 @@ def tfjob_manifest(cfg: PipelineConfig, command: list[str], name: str | None = N
     d = cfg.distributed
     resources = {}
     if d.accelerator_count:
-        resources = {"limits": {d.accelerator_type or "nvidia.com/gpu": d.accelerator_count}}
+        resources = {"limits": {"nvidia.com/gpu": d.accelerator_count}}
 
     def replica(n):
         container = {"name": TFJOB_CONTAINER, "image": image(cfg), "command": list(command),

@@ -54,7 +54,7 @@ class DistributedConfig:
     trainer_backend: str = "local"  # local | vertex
     replica_count: int = 2  # workers in the job (the first is the chief)
     machine_type: str = "n1-standard-8"
-    accelerator_type: str | None = None  # e.g. NVIDIA_TESLA_T4 (Vertex) / nvidia.com/gpu (TFJob)
+    accelerator_type: str | None = None  # Vertex machine_spec, e.g. NVIDIA_TESLA_T4 (TFJob: nvidia.com/gpu)
     accelerator_count: int = 0
     image: str | None = None  # None → `pipeline_image`
     project: str | None = None  # GCP project (vertex)
