@@ -266,3 +266,49 @@ class LocalJob:
             with open(self.log_path(i), errors="replace") as f:
                 out[i] = f.read()
         return out
+
+
+# --- command line -----------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    """`python -m pipeline.cluster {tfjob,vertex,local}`: render the TFJob / CustomJob for a Trainer
+    over a pipeline run's Transform output, or run it here on N local processes."""
+    import argparse
+
+    import yaml
+
+    from pipeline.config import load_config
+    from pipeline.lineage import newest_artifact_dir
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("what", choices=["tfjob", "vertex", "local"])
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--workdir", help="a pipeline run's workdir: its newest Transform/SchemaGen outputs")
+    p.add_argument("--transform-examples"), p.add_argument("--transform-graph"), p.add_argument("--schema")
+    p.add_argument("--output", required=True, help="the Trainer's output folder (model/, model_run/)")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config, a.set)
+    if a.workdir:
+        root = os.path.join(a.workdir, "pipeline_root")
+        a.transform_examples = newest_artifact_dir(root, "Transform", "transformed_examples")
+        a.transform_graph = newest_artifact_dir(root, "Transform", "transform_graph")
+        a.schema = newest_artifact_dir(root, "SchemaGen", "schema")
+    if not (a.transform_examples and a.transform_graph and a.schema):
+        p.error("give --workdir or all of --transform-examples, --transform-graph, --schema")
+    io = trainer_io(cfg, a.transform_examples, a.transform_graph, a.schema, a.output)
+    if a.what == "tfjob":
+        print(yaml.safe_dump(tfjob_manifest(cfg, replica_command(*io)), sort_keys=False))
+    elif a.what == "vertex":
+        print(json.dumps(vertex_custom_job(cfg, *io), indent=2))
+    else:
+        n = cfg.distributed.replica_count
+        job = LocalJob(replica_command(*io), tf_configs(n) if n > 1 else [{}], os.path.join(a.output, "logs"))
+        codes = job.start().wait(24 * 3600)
+        print(json.dumps({"returncodes": codes, "wall_s": round(time.perf_counter() - job.t0, 1),
+                          "logs": job.log_dir}))
+        return 0 if all(c == 0 for c in codes.values()) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
