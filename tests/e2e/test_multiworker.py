@@ -123,6 +123,12 @@ def test_restarted_job_resumes_at_last_checkpointed_epoch_with_its_weights(preem
         assert json.load(f)["done"] == ["phase1_epoch0", "phase1_epoch1", "phase2"]
 
 
+def test_chief_fails_by_itself_when_a_worker_is_killed(preempted):
+    # the coordination service's heartbeat aborts the chief's collectives: it exits, no hang
+    assert preempted["chief_rc"] not in (None, 0)
+    assert "heartbeat timeout" in preempted["logs_before"][0]
+
+
 def test_both_workers_train_on_sharded_input_and_only_the_chief_writes(preempted):
     logs = preempted["logs"]
     for i in (0, 1):
