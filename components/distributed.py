@@ -6,7 +6,7 @@ Vertex AI Training and a Kubeflow TFJob start one process per replica with the s
 
 * `make_strategy` builds `MultiWorkerMirroredStrategy` when the cluster has more than one worker and
   waits (bounded) for every worker to join: a worker that never starts ends the process with a
-  clear error naming it, instead of the collective runtime's silent wait.
+  clear error naming it, instead of the collective runtime's endless wait.
 * `distributed_dataset` shards the Transform output explicitly (`shard_policy`): FILE when there
   are at least as many files as workers (each worker reads only its files), else DATA (every
   worker reads everything and keeps every N-th per-replica batch). TF's own auto-shard rewrite is
@@ -25,9 +25,8 @@ import hashlib
 import json
 import logging
 import os
-import socket
+import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +36,6 @@ import tensorflow as tf
 
 log = logging.getLogger(__name__)
 
-STARTUP_EXIT_CODE = 3  # a worker named in TF_CONFIG did not join within the startup timeout
 BACKUP_DIR = "backup"
 STATE_FILE = "state.json"
 EPOCH_LOG = "epochs.jsonl"
@@ -90,21 +88,35 @@ def cluster_from_env(environ=None) -> Cluster:
     return Cluster(tasks, task.get("type", "worker"), int(task.get("index", 0)))
 
 
-def _reachable(address: str, timeout: float = 1.0) -> bool:
-    host, port = address.rsplit(":", 1)
+_WATCHDOG = r"""
+import json, os, signal, socket, sys, time
+timeout, parent, me, tasks = float(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+time.sleep(timeout)
+if os.getppid() != parent:  # the trainer is gone already
+    sys.exit(0)
+def reachable(addr):
+    host, port = addr.rsplit(":", 1)
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            return True
+        socket.create_connection((host, int(port)), timeout=1.0).close()
+        return True
     except OSError:
         return False
+missing = [f"{t} {i} ({a})" for t, i, a in tasks if f"{t} {i}" != me and not reachable(a)]
+sys.stderr.write(f"[distributed] {me}: the cluster did not form within {timeout:.0f} s (TF_CONFIG names "
+                 f"{len(tasks)} workers); not reachable: {', '.join(missing) or 'none (ports open, not joined)'}; "
+                 "stopping this worker\n")
+sys.stderr.flush()
+os.kill(parent, signal.SIGKILL)
+"""
 
 
 def make_strategy(startup_timeout_s: float = 300.0) -> tf.distribute.Strategy:
     """The strategy for this process: multi-worker when `TF_CONFIG` names more than one worker.
 
-    The collective runtime waits forever for a worker that never starts; here a watchdog ends the
-    process (exit code `STARTUP_EXIT_CODE`) with an error naming the unreachable tasks when the
-    cluster has not completed one all-reduce within `startup_timeout_s`.
+    The collective runtime waits forever for a worker that never starts, inside C++ and holding
+    the GIL (a Python timer thread never runs). So a watchdog *process* is started first: unless
+    the cluster completes one all-reduce within `startup_timeout_s`, it writes an error naming the
+    unreachable tasks to this process's stderr and SIGKILLs it (a failed replica, exit 137).
 
     Args:
         startup_timeout_s: seconds every worker has to join.
@@ -117,28 +129,18 @@ def make_strategy(startup_timeout_s: float = 300.0) -> tf.distribute.Strategy:
         if len(tf.config.list_logical_devices("GPU")) > 1:
             return tf.distribute.MirroredStrategy()
         return tf.distribute.get_strategy()
-
-    def give_up():
-        me = (cluster.task_type, cluster.task_index)
-        missing = [f"{t} {i} ({a})" for t, i, a in cluster.tasks if (t, i) != me and not _reachable(a)]
-        msg = (f"[distributed] {cluster.task_type} {cluster.task_index}: the cluster did not form within "
-               f"{startup_timeout_s:.0f} s (TF_CONFIG names {cluster.num_workers} workers); "
-               f"not reachable: {', '.join(missing) or 'none (all ports open, but they did not join)'}")
-        log.error(msg)
-        print(msg, file=sys.stderr, flush=True)
-        os._exit(STARTUP_EXIT_CODE)  # the main thread is blocked inside the runtime: exit hard
-
-    watchdog = threading.Timer(startup_timeout_s, give_up)
-    watchdog.daemon = True
-    watchdog.start()
+    me = f"{cluster.task_type} {cluster.task_index}"
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(startup_timeout_s), str(os.getpid()), me,
+                                 json.dumps([list(t) for t in cluster.tasks])])
     t0 = time.perf_counter()
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    joined = strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)  # a real all-reduce
-    watchdog.cancel()
-    log.info("cluster of %d workers formed in %.1f s (%s %d)", int(joined), time.perf_counter() - t0,
-             cluster.task_type, cluster.task_index)
-    print(f"[distributed] {cluster.task_type} {cluster.task_index}: {int(joined)} workers joined in "
-          f"{time.perf_counter() - t0:.1f} s", flush=True)
+    try:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        joined = strategy.reduce("SUM", strategy.run(lambda: tf.constant(1.0)), axis=None)  # a real all-reduce
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+    log.info("cluster of %d workers formed in %.1f s (%s)", int(joined), time.perf_counter() - t0, me)
+    print(f"[distributed] {me}: {int(joined)} workers joined in {time.perf_counter() - t0:.1f} s", flush=True)
     return strategy
 
 

@@ -161,13 +161,11 @@ def test_export_loads_in_fresh_process_and_meets_single_worker_margins(preempted
 
 def test_worker_that_never_starts_fails_with_clear_error_in_time(transformed, tmp_path):
     job = _job(transformed, tmp_path, 2, start_only=[0], extra=["distributed.startup_timeout_s=20"]).start()
-    t0 = time.monotonic()
     codes = job.wait(300)
     assert codes[0] is not None, "the chief hung instead of failing"
-    from components.distributed import STARTUP_EXIT_CODE
-
-    assert codes[0] == STARTUP_EXIT_CODE, job.logs()[0][-3000:]
+    log = job.logs()[0]
+    assert codes[0] == -9, log[-3000:]  # stopped by the startup watchdog (exit 137 in a container)
     port = job.configs[1]["cluster"]["worker"][0]
-    assert "did not form within 20 s" in job.logs()[0]
-    assert f"not reachable: worker 0 ({port})" in job.logs()[0]
-    assert time.monotonic() - t0 < 300
+    assert f"chief 0: the cluster did not form within 20 s (TF_CONFIG names 2 workers); " \
+           f"not reachable: worker 0 ({port})" in log
+    assert "workers joined" not in log and "phase 1" not in log
