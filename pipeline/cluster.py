@@ -92,8 +92,18 @@ def build_trainer(cfg: PipelineConfig, custom_config: dict, **kwargs):
 # --- the per-replica command ------------------------------------------------------------------------
 def trainer_io(cfg: PipelineConfig, transformed_examples: str, transform_graph: str, schema: str,
                output_dir: str) -> tuple[dict, dict, dict]:
-    """(input_dict, output_dict, exec_properties) of a Trainer execution over Transform output dirs,
-    as the TFX launcher hands them to the executor."""
+    """The Trainer execution's arguments, as the TFX launcher hands them to the executor.
+
+    Args:
+        cfg: the pipeline config (its trainer module config goes into `custom_config`).
+        transformed_examples: URI of Transform's `transformed_examples` (Split-train, Split-eval).
+        transform_graph: URI of Transform's `transform_graph`.
+        schema: URI of SchemaGen's `schema`.
+        output_dir: the Trainer's outputs go to `<output_dir>/model` and `<output_dir>/model_run`.
+
+    Returns:
+        (input_dict, output_dict, exec_properties).
+    """
     from tfx import v1 as tfx
     from tfx.types import artifact_utils, standard_artifacts
     from tfx.utils import json_utils, proto_utils
@@ -125,7 +135,14 @@ def trainer_io(cfg: PipelineConfig, transformed_examples: str, transform_graph: 
 
 
 def replica_command(inputs: dict, outputs: dict, exec_properties: dict) -> list[str]:
-    """The container command TFX's Vertex extension gives every worker pool (its own code)."""
+    """The container command TFX's Vertex extension gives every worker pool (its own code).
+
+    Args:
+        inputs, outputs, exec_properties: see `trainer_io`.
+
+    Returns:
+        `["python", "-m", "tfx.scripts.run_executor", "--executor_class_path", …]`.
+    """
     from tfx.extensions.google_cloud_ai_platform import training_clients
 
     return training_clients.AbstractJobClient.generate_container_command(
@@ -284,7 +301,8 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=None)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--workdir", help="a pipeline run's workdir: its newest Transform/SchemaGen outputs")
-    p.add_argument("--transform-examples"), p.add_argument("--transform-graph"), p.add_argument("--schema")
+    for name in ("--transform-examples", "--transform-graph", "--schema"):
+        p.add_argument(name, help="URI of that artifact (else --workdir)")
     p.add_argument("--output", required=True, help="the Trainer's output folder (model/, model_run/)")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.set)
