@@ -21,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "bench", "results")
 CACHE_DIR = os.path.join(ROOT, "bench", ".cache")
 TABLE_FILE = "README_table.md"
-BENCHES = ("ann", "serving", "training", "pipeline", "learning")
+BENCHES = ("ann", "serving", "training", "pipeline", "learning", "distributed")
 
 
 # --- environment ----------------------------------------------------------------------------------

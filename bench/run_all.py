@@ -1,8 +1,8 @@
 """Run every benchmark (`make bench`; `make bench-quick` = `--quick`) and render the README table.
 
 Each benchmark runs in its own process (fresh TF state and memory). Order: ann, training, pipeline,
-serving, learning — serving reuses the model the pipeline benchmark just pushed when no --model-base-path is
-given.
+serving, learning, distributed — serving reuses the model the pipeline benchmark just pushed when no
+--model-base-path is given.
 Results: bench/results/<name>.json and bench/results/README_table.md.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import time
 
 from bench.common import ROOT, base_parser, latest_model_base, render_table
 
-ORDER = ("ann", "training", "pipeline", "serving", "learning")
+ORDER = ("ann", "training", "pipeline", "serving", "learning", "distributed")
 
 
 def main(argv=None) -> int:

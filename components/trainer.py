@@ -16,8 +16,9 @@ import tensorflow as tf
 import tensorflow_addons as tfa
 import tensorflow_transform as tft
 
+from components import distributed
 from components import model as model_lib
-from components.dataset import AUTOTUNE, Features, embed_dataset, records
+from components.dataset import AUTOTUNE, Features, _files, embed_dataset, records
 from components.preprocessing import GENRES_XF, IMAGE_XF
 from core.config import PipelineConfig
 
@@ -108,24 +109,15 @@ def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
     return stages
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
+def distribution_strategy(startup_timeout_s: float = 300.0) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster (Kubeflow TFJob / Vertex AI
-    Training set it), else the default single-device strategy."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    if len(tf_config.get("cluster", {}).get("worker", [])) + len(tf_config.get("cluster", {}).get("chief", [])) > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    Training set it), else the default single-device strategy (components/distributed.py)."""
+    return distributed.make_strategy(startup_timeout_s)
 
 
 def is_chief() -> bool:
     """The chief is the `chief` task, or worker 0 when the cluster has no chief (or no TF_CONFIG)."""
-    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    task = tf_config.get("task", {})
-    if not task or task.get("type") == "chief":
-        return True
-    return task.get("type") == "worker" and task.get("index", 0) == 0 and "chief" not in tf_config.get("cluster", {})
+    return distributed.cluster_from_env().is_chief
 
 
 class Progress(tf.keras.callbacks.Callback):
@@ -147,25 +139,44 @@ class Progress(tf.keras.callbacks.Callback):
 
 
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
-    """Both phases; returns (full model, embedding tower, Features, history dict)."""
+    """Both phases; returns (full model, embedding tower, Features, history dict).
+
+    Per-replica batches are `batch_size` (phase 1) and P×K (phase 2); the global batch is that ×
+    replicas. Each epoch is checkpointed under `log_dir/backup/` and a restarted job resumes there.
+    """
     tf.keras.utils.set_random_seed(cfg.seed)
     feats = Features.from_transform(cfg, tft_output)
-    strategy = distribution_strategy()
+    strategy = distribution_strategy(cfg.distributed.startup_timeout_s)
+    replicas = strategy.num_replicas_in_sync
     with strategy.scope():
         model = model_lib.build_model(
             cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
         )
+    state = distributed.TrainingState(log_dir)
+    state.restore_weights(model)
+    train_list, eval_list = _files(train_files), _files(eval_files)
     counts = count_labels(feats, train_files)  # one pass over the labels: epoch length + P×K classes
     n_train = sum(counts.values())
-    steps = max(1, math.ceil(n_train / cfg.batch_size))
-    train_ds = genre_dataset(feats, train_files, cfg.batch_size, True, cfg.seed)
-    eval_ds = genre_dataset(feats, eval_files, cfg.batch_size, False, cfg.seed)
-    history: dict[str, list] = {}
+    steps = max(1, math.ceil(n_train / (cfg.batch_size * replicas)))
+    eval_steps = max(1, math.ceil(sum(count_labels(feats, eval_files).values()) / (cfg.batch_size * replicas)))
+    train_ds = distributed.distributed_dataset(
+        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, True, cfg.seed), train_list)
+    eval_ds = distributed.distributed_dataset(
+        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, False, cfg.seed), eval_list, repeat=True)
+    history: dict[str, list] = dict(state.history)
+    history["input_sharding"] = {"workers": distributed.cluster_from_env().num_workers, "replicas": replicas,
+                                 "train": distributed.shard_policy(len(train_list), replicas),
+                                 "eval": distributed.shard_policy(len(eval_list), replicas)}
+    log.info("%d replica(s); input sharding %s; global batch %d", replicas, history["input_sharding"],
+             cfg.batch_size * replicas)
 
     tb1 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase1_genres"), update_freq="epoch")
     progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs)
     for start, end, n_blocks in _schedule_stages(cfg):
         opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
+        segment = f"phase1_epoch{start}"
+        if segment in state.done:
+            continue
         log.info("phase 1 epochs %d-%d: top %d blocks open (%d layers)", start, end, n_blocks, opened)
         with strategy.scope():
             model.compile(
@@ -175,27 +186,34 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
                                                                       name="auc")]},
             )
         h = model.fit(train_ds, validation_data=eval_ds, epochs=end, initial_epoch=start,
-                      steps_per_epoch=steps, callbacks=[tb1, progress1], verbose=0)
+                      steps_per_epoch=steps, validation_steps=eval_steps,
+                      callbacks=state.callbacks(segment, model) + [tb1, progress1], verbose=0)
         for key, vals in h.history.items():
             history.setdefault(f"phase1/{key}", []).extend(float(v) for v in vals)
+        state.finish(segment, model, history)
 
     with strategy.scope():
         tower = model_lib.embedding_model(model)
-    if eval_files is not None:  # phase-1 embedding quality, to compare with phase 2 honestly
+    if eval_files is not None and "phase1_eval" not in history:  # phase-1 quality, to compare honestly
         _, emb, gen = embed_dataset(tower, feats, eval_files)
         history["phase1_eval"] = retrieval_report(emb, gen)
     valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
     if cfg.phase2_epochs > 0 and len(valid) >= 2:
         p = min(cfg.batch_p, len(valid))
-        pk = pk_dataset(feats, train_files, p, cfg.batch_k, valid, cfg.seed)
-        steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k)))
+        pk = distributed.distributed_dataset(
+            strategy, lambda f: pk_dataset(feats, f, p, cfg.batch_k, valid, cfg.seed), train_list)
+        steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k * replicas)))
         with strategy.scope():
             tower.compile(optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr), loss=triplet_loss(cfg))
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
-        log.info("phase 2: %d epochs × %d steps of P×K = %d×%d", cfg.phase2_epochs, steps2, p, cfg.batch_k)
+        log.info("phase 2: %d epochs × %d steps of P×K = %d×%d per replica", cfg.phase2_epochs, steps2, p,
+                 cfg.batch_k)
         progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)
-        h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2, callbacks=[tb2, progress2], verbose=0)
-        history["phase2/loss"] = [float(v) for v in h.history["loss"]]
+        h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2,
+                      callbacks=state.callbacks("phase2", tower) + [tb2, progress2], verbose=0)
+        history["phase2/loss"] = [float(v) for v in h.history.get("loss", [])]
+        history["phase2/epochs_run"] = [int(e) for e in h.epoch]  # fewer after a resume
+        state.finish("phase2", tower, history)
     else:
         log.info("phase 2 skipped: %d labels with ≥2 examples, epochs=%d", len(valid), cfg.phase2_epochs)
     return model, tower, feats, history
@@ -218,12 +236,16 @@ def scrambled_tower(tower: tf.keras.Model) -> tf.keras.Model:
 
 
 def run_fn(fn_args):
-    """TFX Trainer entry point (GenericExecutor): train both phases, then (chief only) export.
+    """TFX Trainer entry point (GenericExecutor), on one machine or on every replica of a cluster.
+
+    Every worker trains; every worker runs the export (collectives may read variables), but only
+    the chief writes to the real model, projector and report paths: the others write to temp
+    folders, delete them, then wait for the chief's export so TFX's check passes on every replica.
 
     Args:
         fn_args: TFX's `FnArgs`: `custom_config["config"]` (the config subset), `transform_output`,
             `train_files` / `eval_files` (transformed examples), `model_run_dir` (TensorBoard logs,
-            projector) and `serving_model_dir` (the SavedModel the Evaluator and Pusher take).
+            projector, checkpoints) and `serving_model_dir` (the SavedModel the Evaluator and Pusher take).
     """
     from components import export
 
@@ -234,19 +256,30 @@ def run_fn(fn_args):
     if cfg.scramble_embeddings:
         tower = scrambled_tower(tower)
 
-    if not is_chief():  # multi-worker: only the chief evaluates and exports
-        return
+    cluster = distributed.cluster_from_env()
+    report_dir = distributed.write_dir(os.path.join(log_dir, "retrieval"), cluster)
+    projector_dir = distributed.write_dir(os.path.join(log_dir, "projector"), cluster)
+    export_dir = distributed.write_dir(fn_args.serving_model_dir, cluster)
     _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
     report = retrieval_report(eval_emb, eval_genres)
     log.info("eval retrieval: %s", json.dumps(report))
-    writer = tf.summary.create_file_writer(os.path.join(log_dir, "retrieval"))
+    writer = tf.summary.create_file_writer(report_dir)
     with writer.as_default():
         for key, val in report.items():
             tf.summary.scalar(key, val, step=0)
-    export.write_projector(tower, feats, fn_args.eval_files, os.path.join(log_dir, "projector"))
+    writer.close()
+    export.write_projector(tower, feats, fn_args.eval_files, projector_dir)
     export.export_serving_model(
         cfg, model, tower, feats, tft_output,
         catalogue_files=list(fn_args.train_files) + list(fn_args.eval_files),
-        export_dir=fn_args.serving_model_dir,
+        export_dir=export_dir,
         extra_info={"training_history": history, "eval_retrieval": report},
     )
+    if cluster.is_chief:
+        return
+    for path in (os.path.join(log_dir, "retrieval"), os.path.join(log_dir, "projector"), fn_args.serving_model_dir):
+        distributed.remove_temp(path, cluster)
+    chief_export = os.path.join(fn_args.serving_model_dir, "saved_model.pb")
+    if not distributed.wait_for(chief_export, cfg.distributed.export_wait_s):
+        log.warning("the chief's export %s did not appear within %.0f s", chief_export,
+                    cfg.distributed.export_wait_s)

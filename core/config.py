@@ -52,6 +52,28 @@ class GateConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Where the Trainer runs (components/distributed.py, pipeline/cluster.py).
+
+    `local`: in the pipeline's own process (LocalDagRunner, or the Kubeflow step's pod).
+    `vertex`: TFX's Vertex AI Trainer extension starts a CustomJob with `replica_count` replicas of
+    `image` (`docs/distributed-training.md`); the same fields render a Kubeflow TFJob manifest.
+    """
+
+    trainer_backend: str = "local"  # local | vertex
+    replica_count: int = 2  # workers in the job (the first is the chief)
+    machine_type: str = "n1-standard-8"
+    accelerator_type: str | None = None  # Vertex machine_spec, e.g. NVIDIA_TESLA_T4 (TFJob: nvidia.com/gpu)
+    accelerator_count: int = 0
+    image: str | None = None  # None → `pipeline_image`
+    project: str | None = None  # GCP project (vertex)
+    region: str = "us-central1"
+    namespace: str = "kubeflow"  # TFJob namespace
+    startup_timeout_s: float = 300.0  # every worker named in TF_CONFIG must join within this
+    export_wait_s: float = 1800.0  # non-chief workers wait this long for the chief's export
+
+
+@dataclass
 class PipelineConfig:
     pipeline_name: str = "poster-similarity"
     model_name: str = "posters"
@@ -88,6 +110,7 @@ class PipelineConfig:
     scramble_embeddings: bool = False  # test-only: export noise embeddings to prove the gate blocks it
     index: IndexConfig = field(default_factory=IndexConfig)
     gates: GateConfig = field(default_factory=GateConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     # Beam: DirectRunner locally (explicit runner: Beam's default tries Prism, which downloads);
     # configs/beam/*.yaml switch to DataflowRunner / FlinkRunner / SparkRunner.

@@ -5,46 +5,12 @@ ImportExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transf
 """
 from __future__ import annotations
 
-import hashlib
-import os
-
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from core.config import PipelineConfig
-
-MODULE_PREPROCESSING = "components.preprocessing.preprocessing_fn"
-MODULE_RUN_FN = "components.trainer.run_fn"
-METRICS_MODULE = "components.retrieval_metrics"
-_CODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
-
-
-def code_version(names: tuple[str, ...] | None = None) -> str:
-    """Hash of components/*.py (or the given files): module paths (not module_file) skip wheel
-    builds, so put the code's hash in custom_config to make the TFX cache invalidate on code changes."""
-    h = hashlib.sha256()
-    for name in sorted(names or os.listdir(_CODE_DIR)):
-        if name.endswith(".py"):
-            with open(os.path.join(_CODE_DIR, name), "rb") as f:
-                h.update(name.encode() + f.read())
-    return h.hexdigest()[:16]
-
-
-# Settings each module file reads. Passing only these keeps the TFX cache valid when unrelated
-# settings change (a new gate threshold must not re-run Transform or retrain).
-TRANSFORM_FIELDS = ("backbone", "image_size")
-NOT_FOR_TRAINER = ("gates", "workdir", "data_root", "beam_runner", "beam_direct_running_mode",
-                   "beam_direct_num_workers", "beam_extra_args", "pipeline_image", "kubeflow_pipeline_root",
-                   "kubeflow_serving_dir")
-
-
-def module_config(cfg: PipelineConfig, component: str) -> dict:
-    d = cfg.to_dict()
-    if component == "transform":
-        d = {k: d[k] for k in TRANSFORM_FIELDS}
-        return {"config": d, "code_version": code_version(("preprocessing.py", "model.py"))}
-    d = {k: v for k, v in d.items() if k not in NOT_FOR_TRAINER}
-    return {"config": d, "code_version": code_version()}
+from pipeline import cluster
+from pipeline.modules import METRICS_MODULE, MODULE_PREPROCESSING, MODULE_RUN_FN, module_config  # noqa: F401
 
 
 def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
@@ -121,14 +87,14 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=MODULE_PREPROCESSING, custom_config=module_config(cfg, "transform"),
     )
-    trainer = tfx.components.Trainer(
+    trainer = cluster.build_trainer(  # distributed.trainer_backend: local | vertex (worker pools)
+        cfg, module_config(cfg, "trainer"),
         run_fn=MODULE_RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config=module_config(cfg, "trainer"),
     )
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

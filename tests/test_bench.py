@@ -54,6 +54,8 @@ def test_bench_quick_writes_results(tmp_path):
     assert pipeline["results"]["runs"] == [] and any(g["met"] is None for g in pipeline["goals"])
     learning = json.loads((out / "learning.json").read_text())  # quick mode skips the training runs
     assert learning["results"] == [] and learning["goals"][0]["met"] is None
+    distributed = json.loads((out / "distributed.json").read_text())  # quick: only the checkpoint cost
+    assert distributed["results"]["runs"] == [] and distributed["results"]["checkpoint"]["save_s"] > 0
     table = (out / "README_table.md").read_text()
     for name in BENCHES:
         assert f"### {name}" in table

@@ -1,0 +1,44 @@
+"""Where TFX finds the project's module code, and the config subset each module file receives.
+
+Shared by the pipeline definition and the cluster job builders (which start the Trainer's
+`run_fn` themselves), so neither imports the other.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from core.config import PipelineConfig
+
+MODULE_PREPROCESSING = "components.preprocessing.preprocessing_fn"
+MODULE_RUN_FN = "components.trainer.run_fn"
+METRICS_MODULE = "components.retrieval_metrics"
+_CODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "components")
+
+
+def code_version(names: tuple[str, ...] | None = None) -> str:
+    """Hash of components/*.py (or the given files): module paths (not module_file) skip wheel
+    builds, so put the code's hash in custom_config to make the TFX cache invalidate on code changes."""
+    h = hashlib.sha256()
+    for name in sorted(names or os.listdir(_CODE_DIR)):
+        if name.endswith(".py"):
+            with open(os.path.join(_CODE_DIR, name), "rb") as f:
+                h.update(name.encode() + f.read())
+    return h.hexdigest()[:16]
+
+
+# Settings each module file reads. Passing only these keeps the TFX cache valid when unrelated
+# settings change (a new gate threshold must not re-run Transform or retrain).
+TRANSFORM_FIELDS = ("backbone", "image_size")
+NOT_FOR_TRAINER = ("gates", "workdir", "data_root", "beam_runner", "beam_direct_running_mode",
+                   "beam_direct_num_workers", "beam_extra_args", "pipeline_image", "kubeflow_pipeline_root",
+                   "kubeflow_serving_dir")
+
+
+def module_config(cfg: PipelineConfig, component: str) -> dict:
+    d = cfg.to_dict()
+    if component == "transform":
+        d = {k: d[k] for k in TRANSFORM_FIELDS}
+        return {"config": d, "code_version": code_version(("preprocessing.py", "model.py"))}
+    d = {k: v for k, v in d.items() if k not in NOT_FOR_TRAINER}
+    return {"config": d, "code_version": code_version()}
