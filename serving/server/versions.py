@@ -173,17 +173,29 @@ class ModelVersions:
     def poll(self) -> bool:
         """Load wanted versions, unload unwanted ones (only once a wanted one serves). True on change."""
         on_disk = scan_versions(self.config.base_path)
-        wanted = self.wanted(on_disk)
         changed = False
         for v in sorted(set(self._failed) - set(on_disk)):  # deleted failed versions leave the status
             self._failed.pop(v, None)
-        for v in reversed(wanted):  # newest first
-            if v not in self._available and self._should_try(v, on_disk[v]):
-                changed |= self._load(v, os.path.join(self.config.base_path, on_disk[v]))
+        if self.config.policy == "latest":
+            # The newest N versions that load: a failed one is skipped (and retried when due), so a
+            # bad push, or a deleted newest version, falls back to the next older one (rollback).
+            wanted = []
+            for v in sorted(on_disk, reverse=True):
+                if len(wanted) == self.config.num_versions:
+                    break
+                if v not in self._available and self._should_try(v, on_disk[v]):
+                    changed |= self._load(v, os.path.join(self.config.base_path, on_disk[v]))
+                if v in self._available:
+                    wanted.append(v)
+        else:
+            wanted = self.wanted(on_disk)
+            for v in reversed(wanted):  # newest first
+                if v not in self._available and self._should_try(v, on_disk[v]):
+                    changed |= self._load(v, os.path.join(self.config.base_path, on_disk[v]))
         with self._lock:
             serving_wanted = any(v in self._available for v in wanted)
             retire = [v for v in self._available if v not in wanted] if serving_wanted else []
-            if not wanted:  # the model's directory is empty or gone: TF Serving unloads everything
+            if not on_disk:  # the model's directory is empty or gone: TF Serving unloads everything
                 retire = list(self._available)
             retired = [self._available.pop(v) for v in retire]
         for m in retired:
