@@ -25,6 +25,18 @@ def _spec_version(spec) -> tuple[int | None, str | None]:
     return None, None
 
 
+def _handlers(service: str, methods: dict):
+    """A generic handler taking raw request bytes: {method: (bound handler, request class)}."""
+    import grpc
+
+    def bind(fn, cls):
+        return grpc.unary_unary_rpc_method_handler(
+            lambda request, context: fn(request, context, request_cls=cls),
+            request_deserializer=None, response_serializer=lambda m: m.SerializeToString())
+
+    return grpc.method_handlers_generic_handler(service, {m: bind(fn, cls) for m, (fn, cls) in methods.items()})
+
+
 def make_grpc_server(server, host: str, port: int):
     """A started-later `grpc.Server` for `server` (a ModelServer) bound to (host, port).
 
@@ -36,7 +48,6 @@ def make_grpc_server(server, host: str, port: int):
     from tensorflow_serving.apis import (
         get_model_metadata_pb2,
         get_model_status_pb2,
-        model_service_pb2_grpc,
         predict_pb2,
         prediction_service_pb2_grpc,
     )
@@ -47,9 +58,18 @@ def make_grpc_server(server, host: str, port: int):
               "END": get_model_status_pb2.ModelVersionStatus.END}
 
     def guarded(fn):
-        """Run a handler; map RequestError to a gRPC status (abort outside the try)."""
-        def wrapper(self, request, context):
+        """Parse the request bytes, run a handler; map RequestError to a gRPC status (abort outside the try).
+
+        Requests arrive as bytes so that one that does not parse is INVALID_ARGUMENT (a failing
+        deserializer would make grpc answer INTERNAL).
+        """
+        def wrapper(self, request, context, request_cls=None):
             try:
+                if request_cls is not None:
+                    try:
+                        request = request_cls.FromString(request)
+                    except Exception as e:  # noqa: BLE001 — DecodeError and friends
+                        raise bad_request(f"Failed to parse {request_cls.__name__}: {e}") from None
                 return fn(self, request, context)
             except RequestError as e:
                 err = e
@@ -101,7 +121,7 @@ def make_grpc_server(server, host: str, port: int):
                 resp.metadata["signature_def"].Pack(model.signature_def_map())
                 return resp
 
-    class Models(model_service_pb2_grpc.ModelServiceServicer):
+    class Models:
         @guarded
         def GetModelStatus(self, request, context):  # noqa: N802
             version, label = _spec_version(request.model_spec)
@@ -124,8 +144,14 @@ def make_grpc_server(server, host: str, port: int):
         options=[("grpc.max_receive_message_length", msg), ("grpc.max_send_message_length", msg)],
         maximum_concurrent_rpcs=limits.grpc_max_concurrent_rpcs,
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Prediction(), g)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(Models(), g)
+    prediction, models = Prediction(), Models()
+    g.add_generic_rpc_handlers([
+        _handlers("tensorflow.serving.PredictionService", {
+            "Predict": (prediction.Predict, predict_pb2.PredictRequest),
+            "GetModelMetadata": (prediction.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest)}),
+        _handlers("tensorflow.serving.ModelService", {
+            "GetModelStatus": (models.GetModelStatus, get_model_status_pb2.GetModelStatusRequest)}),
+    ])
     bound = g.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot bind gRPC to {host}:{port}")
