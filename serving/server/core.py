@@ -160,10 +160,15 @@ class ModelServer:
         return mv
 
     @contextlib.contextmanager
-    def serving(self, name: str, version: int | None = None, label: str | None = None):
-        """Hold one version of `name` for one request (refused with 503 while draining)."""
+    def serving(self, name: str, version: int | None = None, label: str | None = None, counted: bool = False):
+        """Hold one version of `name` for one request (refused with 503 while draining).
+
+        Args:
+            name / version / label: which model version.
+            counted: the caller already holds `request()` (REST holds it until the answer is written).
+        """
         mv = self.versions_of(name)
-        with self.request():
+        with contextlib.nullcontext() if counted else self.request():
             model = mv.acquire(version, label)
             try:
                 yield model
@@ -243,6 +248,8 @@ class ModelServer:
             self._http.server_close()
         grpc_done = self._grpc.stop(grace=timeout_s) if self._grpc is not None else None
         with self._inflight_cv:
+            if self._inflight:
+                log.info("drain: waiting for %d in-flight requests (at most %.1f s)", self._inflight, timeout_s)
             while self._inflight > 0 and time.monotonic() < end:
                 self._inflight_cv.wait(max(0.0, end - time.monotonic()))
             left = self._inflight

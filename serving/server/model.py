@@ -133,13 +133,12 @@ class LoadedModel:
             if not spec.shape.is_compatible_with(inputs[k].shape):
                 raise bad_request(f"Input \"{k}\" has shape {list(inputs[k].shape)}, signature expects {spec.shape}")
         _check_deadline(deadline)
-        if self.batcher is None:
-            out = self._call(signature, inputs)
-        else:
-            try:
-                out = self.batcher.run(signature, inputs)
-            except Overloaded as e:
-                raise unavailable(str(e)) from None
+        try:
+            out = self._call(signature, inputs) if self.batcher is None else self.batcher.run(signature, inputs)
+        except Overloaded as e:
+            raise unavailable(str(e)) from None
+        except self.tf.errors.OpError as e:  # mapped as TF Serving maps a Status
+            raise from_tf_error(e) from None
         _check_deadline(deadline)
         return out
 
@@ -147,10 +146,7 @@ class LoadedModel:
         tf = self.tf
         fn = self.signatures[signature]
         tensors = {k: tf.constant(inputs[k], dtype=spec.dtype) for k, spec in self.inputs[signature].items()}
-        try:
-            out = fn(**tensors)
-        except tf.errors.OpError as e:
-            raise from_tf_error(e) from None
+        out = fn(**tensors)
         return {k: v.numpy() for k, v in out.items()}
 
 

@@ -106,13 +106,19 @@ def make_http_server(server, host: str, port: int):
             self._send(e.http_status, {"error": e.message})
 
         def do_GET(self):
+            try:
+                with server.request():  # held until the answer is written: a drain waits for it
+                    self._get()
+            except RequestError as e:  # draining: refused
+                self._error(e)
+
+        def _get(self):
             self.httpd.table.busy(self.connection, True)
             try:
                 name, version, label, metadata, verb = route(self.command, self.path)
                 if verb is not None:
                     raise RequestError(f"Method not allowed: use POST for :{verb}", 405, "UNIMPLEMENTED")
-                with server.request():
-                    payload = (server.metadata_dict if metadata else server.status_dict)(name, version, label)
+                payload = (server.metadata_dict if metadata else server.status_dict)(name, version, label)
             except RequestError as e:
                 return self._error(e)
             except Exception as e:  # noqa: BLE001 — a bug must not take the server down
@@ -123,6 +129,13 @@ def make_http_server(server, host: str, port: int):
             self._send(200, payload)
 
         def do_POST(self):
+            try:
+                with server.request():  # held until the answer is written: a drain waits for it
+                    self._post()
+            except RequestError as e:  # draining: refused
+                self._error(e)
+
+        def _post(self):
             try:
                 body = self._read_body()
                 name, version, label, metadata, verb = route(self.command, self.path)
@@ -147,7 +160,7 @@ def make_http_server(server, host: str, port: int):
                                   "(max_concurrent_requests); retry later")
             self.httpd.table.busy(self.connection, True)
             try:
-                with server.serving(name, version, label) as model:
+                with server.serving(name, version, label, counted=True) as model:
                     sig, arrays, rows = parse_predict_body(model, body, limits)
                     return predict_response(model.run(sig, arrays, deadline), rows)
             finally:
