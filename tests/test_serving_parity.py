@@ -240,3 +240,48 @@ def test_sigterm_drains_a_real_process(tmp_path):
     out = "".join(srv.stdout)
     assert "draining" in out and out.rstrip().endswith("stopped")
     assert "drain: waiting for 1 in-flight requests" in srv.log()
+
+
+def test_grpc_concurrency_and_message_caps(tmp_path):
+    from tests.test_serving import save_model
+
+    save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
+    srv = ModelServer(str(tmp_path / "posters"), rest_port=None, grpc_port=0, poll_seconds=60,
+                      limits=Limits(grpc_max_concurrent_rpcs=1, grpc_max_message_bytes=64 << 10)).start()
+    real = srv.model._call
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking(sig, inputs):
+        entered.set()
+        release.wait(30)
+        return real(sig, inputs)
+
+    srv.model._call = blocking
+    channel = grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}")
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+    def request(images):
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "posters"
+        req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(images))
+        return req
+
+    first: list = []
+    t = threading.Thread(target=lambda: first.append(stub.Predict(request([png(COLOURS[1])]), timeout=60)))
+    t.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(grpc.RpcError) as e:  # one RPC admitted at a time
+            stub.Predict(request([png(COLOURS[1])]), timeout=30)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        release.set()
+        t.join(30)
+    try:
+        assert first[0].outputs["movie_ids"].string_val[0] == b"m1"
+        with pytest.raises(grpc.RpcError) as e:  # 100 KB > 64 KiB message cap
+            stub.Predict(request([b"x" * 100_000]), timeout=30)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        channel.close()
+        srv.stop()
