@@ -176,12 +176,11 @@ def make_http_server(server, host: str, port: int):
             if len(set(raw)) > 1:
                 self.close_connection = True
                 raise bad_request("Invalid Content-Length: sent more than once")
-            try:
-                n = int(raw[0].strip()) if raw[0].strip().isdigit() else int("x")
-            except ValueError:
+            value = raw[0].strip()
+            if not (value.isascii() and value.isdigit()):
                 self.close_connection = True
-                raise bad_request(f"Invalid Content-Length: {raw[0][:40]!r}") from None
-            return n
+                raise bad_request(f"Invalid Content-Length: {raw[0][:40]!r}")
+            return int(value)
 
         def _read_body(self) -> bytes:
             n = self._content_length()
