@@ -63,11 +63,12 @@ def make_http_server(server, host: str, port: int):
         def handle_one_request(self):
             self.rfile.restart()  # one deadline per request; also bounds keep-alive idling
             had_bytes = self.rfile.pending()
+            self.raw_requestline = b""
             try:
                 super().handle_one_request()
             except RequestTimeout as e:
                 self.close_connection = True
-                if had_bytes or self.rfile.pending() or getattr(self, "raw_requestline", b""):
+                if had_bytes or self.rfile.pending() or self.raw_requestline:  # mid-request: 408
                     self.request_version = "HTTP/1.1"
                     self._send(408, {"error": str(e)})
 

@@ -174,8 +174,9 @@ class ModelVersions:
         """Load wanted versions, unload unwanted ones (only once a wanted one serves). True on change."""
         on_disk = scan_versions(self.config.base_path)
         changed = False
-        for v in sorted(set(self._failed) - set(on_disk)):  # deleted failed versions leave the status
-            self._failed.pop(v, None)
+        with self._lock:  # deleted failed versions leave the status
+            for v in sorted(set(self._failed) - set(on_disk)):
+                self._failed.pop(v, None)
         if self.config.policy == "latest":
             # The newest N versions that load: a failed one is skipped (and retried when due), so a
             # bad push, or a deleted newest version, falls back to the next older one (rollback).
@@ -230,9 +231,9 @@ class ModelVersions:
             prev = self._failed.get(version)
             attempts = prev.attempts + 1 if prev and prev.fingerprint == fingerprint else 1
             msg = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            self._failed[version] = Failure(fingerprint, msg, attempts,
-                                            time.monotonic() + self.retry.delay(attempts))
             with self._lock:
+                self._failed[version] = Failure(fingerprint, msg, attempts,
+                                                time.monotonic() + self.retry.delay(attempts))
                 self._loading.discard(version)
             serving = self.available_versions()
             log.error("%s version %d (%s) failed to load (attempt %d of %d): %s; serving %s", self.name, version,
@@ -241,7 +242,7 @@ class ModelVersions:
         with self._lock:
             self._loading.discard(version)
             self._available[version] = model
-        self._failed.pop(version, None)
+            self._failed.pop(version, None)
         log.info("%s version %d AVAILABLE from %s (%d signatures, loaded and warmed up in %.2f s)", self.name,
                  version, path, len(model.signatures), time.perf_counter() - t0)
         return True
