@@ -285,3 +285,29 @@ def test_grpc_concurrency_and_message_caps(tmp_path):
     finally:
         channel.close()
         srv.stop()
+
+
+def test_read_timeout_idle_closes_silently_partial_gets_408(tmp_path):
+    from tests.test_serving import save_model
+
+    save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
+    srv = ModelServer(str(tmp_path / "posters"), rest_port=0, grpc_port=None, poll_seconds=60,
+                      limits=Limits(read_timeout_s=0.5)).start()
+    try:
+        def after_timeout(first: bytes) -> tuple[bytes, float]:
+            with socket.create_connection(("127.0.0.1", srv.rest_port), timeout=10) as s:
+                t0 = time.monotonic()
+                s.sendall(first)
+                buf = b""
+                while chunk := s.recv(4096):
+                    buf += chunk
+                return buf, time.monotonic() - t0
+
+        idle, took = after_timeout(b"")
+        assert idle == b"" and 0.4 < took < 5
+        keep_alive_then_idle, took = after_timeout(b"GET /v1/models/posters HTTP/1.1\r\n\r\n")
+        assert keep_alive_then_idle.startswith(b"HTTP/1.1 200") and keep_alive_then_idle.count(b"HTTP/1.1") == 1
+        partial, took = after_timeout(b"POST /v1/models/posters:predict HTTP/1.1\r\nContent-Length: 50\r\n\r\n{")
+        assert partial.startswith(b"HTTP/1.1 408") and b"read timeout" in partial and took < 5
+    finally:
+        srv.stop()
