@@ -71,7 +71,10 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
 
 def limits_from_args(args: argparse.Namespace) -> Limits:
     """The Limits the flags ask for (defaults for flags a caller's Namespace lacks)."""
-    g = lambda name, default: getattr(args, name, None) or default  # noqa: E731
+    def g(name, default):
+        value = getattr(args, name, None)
+        return default if value is None else value
+
     return Limits(
         max_body_bytes=g("max_body_bytes", _D.max_body_bytes),
         read_timeout_s=g("read_timeout_seconds", _D.read_timeout_s),
