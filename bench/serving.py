@@ -1,7 +1,7 @@
 """Serving benchmark: `serving_default` with a real JPEG, in-process vs local server REST vs gRPC.
 
 * in-process: `tf.saved_model.load(...).signatures["serving_default"]` called from client threads;
-* rest / grpc: serving.client.PosterClient against serving.local_server.ModelServer running in a
+* rest / grpc: serving.client.PosterClient against serving.server.ModelServer running in a
   separate process (as TF Serving would), one client per thread.
 
 Closed loop (each of C threads sends its next request when the previous answer arrives) at batch 1
@@ -35,7 +35,7 @@ CACHE_WORKDIR = os.path.join(CACHE_DIR, "serving_wd")
 
 # --- model + image --------------------------------------------------------------------------------------
 def latest_version_dir(base: str) -> str | None:
-    from serving.local_server import list_versions
+    from serving.server import list_versions
 
     vs = list_versions(base)
     return os.path.join(base, str(vs[-1])) if vs else None
@@ -137,7 +137,7 @@ BATCHING_FILE = os.path.join(ROOT, "serving", "config", "batching_parameters.txt
 def _serve_child(base: str, name: str, batching: str = "") -> int:
     """Child process: start the local server on free ports, print them, run until stdin closes."""
     from serving.batching import BatchingOptions
-    from serving.local_server import ModelServer
+    from serving.server import ModelServer
 
     opts = BatchingOptions.from_file(batching) if batching else None
     srv = ModelServer(base, name, rest_port=0, grpc_port=0, batching=opts).start()
@@ -381,7 +381,7 @@ def main(argv=None) -> int:
             ratio = round(cl(f"{mode}+{suffix}", 1, top)["images_per_s"] / cl(mode, 1, top)["images_per_s"], 2)
             goals.append(goal(f"server-side {suffix}: {mode} images/s ÷ unbatched ({top} clients, batch 1)",
                               ratio, ">= 1", ratio >= 1.0))
-    notes = ["server in a separate process (serving.local_server.ModelServer); clients are threads in the "
+    notes = ["server in a separate process (serving.server.ModelServer); clients are threads in the "
              "benchmark process, one PosterClient each; in-process = SavedModel signature called from threads",
              "images/s column: open-loop rows show achieved requests/s instead",
              "+batching rows: a second server process with --enable-batching and "

@@ -123,20 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", parents=[common],
                        help="serve a versioned model base path with TF Serving's REST + gRPC API")
-    s.add_argument("--model-base-path", required=True)
-    s.add_argument("--model-name", default="posters")
-    s.add_argument("--rest-port", type=int, default=8501)
-    s.add_argument("--grpc-port", type=int, default=8500)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--engine", choices=["local", "tfserving"], default="local",
-                   help="tfserving = exec tensorflow_model_server (must be on PATH)")
-    s.add_argument("--poll-seconds", type=float, default=2.0, help="how often to look for new versions")
-    s.add_argument("--max-body-bytes", type=int, default=16 << 20, help="REST request size limit (413 above)")
-    s.add_argument("--enable-batching", action="store_true",
-                   help="merge concurrent requests into batched calls (TF Serving's --enable_batching)")
-    s.add_argument("--batching-parameters-file", default=None,
-                   help="BatchingParameters text proto, e.g. serving/config/batching_parameters.txt")
-    s.set_defaults(func=_lazy("serving.local_server"))
+    from serving.server.main import add_serve_arguments
+
+    add_serve_arguments(s)
+    s.set_defaults(func=_lazy("serving.server.main"))
 
     s = sub.add_parser("query", parents=[common],
                        help="query a running server: similar posters, style mix, recommendations")

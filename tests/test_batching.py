@@ -134,13 +134,13 @@ def test_options_from_tf_serving_file_and_errors(tmp_path):
 
 
 def test_serve_cli_rejects_a_bad_batching_file(tmp_path, capsys):
-    from serving import local_server
+    from serving.server import main as server_main
 
     (tmp_path / "typo.txt").write_text("max_batch_sise { value: 8 }\n")
     a = Namespace(model_base_path=str(tmp_path), model_name="posters", rest_port=0, grpc_port=0, host="127.0.0.1",
                   engine="local", poll_seconds=1.0, enable_batching=True,
                   batching_parameters_file=str(tmp_path / "typo.txt"))
-    assert local_server.main(a) == 2
+    assert server_main.main(a) == 2
     assert "--batching-parameters-file" in capsys.readouterr().err
 
 
@@ -148,7 +148,7 @@ def test_real_server_batches_rest_and_grpc_and_isolates_a_corrupt_image(tmp_path
     """16 concurrent clients (REST and gRPC) with batching on: every answer equals the unbatched
     one, a corrupt image is a 400 for its sender only, and calls were merged."""
     from serving.client import PosterClient, ServingError
-    from serving.local_server import ModelServer
+    from serving.server import ModelServer
     from tests.tiny_model import COLOURS, png, save_model
 
     base = tmp_path / "posters"

@@ -96,7 +96,7 @@ def _chromium_or_skip() -> str:
 
 @pytest.fixture(scope="module")
 def served(trained_model):
-    from serving.local_server import ModelServer
+    from serving.server import ModelServer
 
     base = os.path.dirname(trained_model["model_dir"])  # <workdir>/serving_model/<name>
     with ModelServer(base, trained_model["summary"]["model_name"], rest_port=0, grpc_port=0,

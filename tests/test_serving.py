@@ -26,10 +26,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import local_server
 from serving import query as query_mod
 from serving.client import PosterClient, ServerUnavailable, ServingError
-from serving.local_server import ModelServer
+from serving.server import ModelServer
+from serving.server import main as server_main
 from tests.helpers import ROOT
 from tests.tiny_model import COLOURS, DIM, SIGNATURES, K, png, save_model
 
@@ -295,7 +295,7 @@ def test_engine_tfserving_without_binary(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(tmp_path))
     a = Namespace(model_base_path=str(tmp_path), model_name="posters", rest_port=0, grpc_port=0,
                   host="127.0.0.1", engine="tfserving", poll_seconds=1.0)
-    assert local_server.main(a) == 2
+    assert server_main.main(a) == 2
     assert "tensorflow_model_server" in capsys.readouterr().err
 
 
@@ -323,7 +323,8 @@ def test_hot_load_new_version_without_dropping_requests(saved, tmp_path):
                 errors.append(repr(e))
 
     def served_version():
-        return http("GET", url)[1]["model_version_status"][0]["version"]
+        entries = http("GET", url)[1]["model_version_status"]
+        return [e["version"] for e in entries if e["state"] == "AVAILABLE"][0]
 
     t = threading.Thread(target=hammer)
     t.start()
@@ -335,6 +336,10 @@ def test_hot_load_new_version_without_dropping_requests(saved, tmp_path):
         (base / "3" / "saved_model.pb").write_bytes(b"garbage")
         time.sleep(0.8)
         assert served_version() == "1" and srv.model.version == 1
+        failed = {e["version"]: e for e in http("GET", url)[1]["model_version_status"]}["3"]
+        assert failed["state"] == "END" and "saved_model.pb" in failed["status"]["error_message"]
+        assert http("GET", url + "/versions/3")[1]["model_version_status"] == [failed]
+        assert http("POST", url + "/versions/3:predict", body)[0] == 404
         # finish version 2: the server switches while requests keep flowing
         shutil.rmtree(base / "3")
         for name in os.listdir(saved["v2"]):

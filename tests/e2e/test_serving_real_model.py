@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def served(trained_model, tmp_path_factory):
-    from serving.local_server import ModelServer
+    from serving.server import ModelServer
 
     base = tmp_path_factory.mktemp("serve") / "posters"
     shutil.copytree(trained_model["model_dir"], base / "1")
