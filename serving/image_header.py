@@ -1,18 +1,21 @@
 """Image dimensions from the file header, without decoding (PNG, JPEG, GIF, BMP, WebP).
 
-A 420 KB PNG can declare 12,000 × 12,000 pixels and cost gigabytes once decoded, so every place that
-decodes posters checks `check_pixels` first. Pure Python, no TensorFlow: the server, the model's
-decode path and `posters import` can share one limit.
+A 420 KB PNG can declare 12,000 × 12,000 pixels and cost gigabytes once decoded, so the server
+checks `check_pixels` before a request reaches the model. Pure Python, no TensorFlow. The default is
+the data contract's `MAX_IMAGE_PIXELS`, the limit `posters import` and the model's own decode path
+(Transform's graph, so TF Serving too) enforce.
 
     >>> info = image_info(png_bytes)          # ImageInfo("png", 640, 960, 1) or None
-    >>> check_pixels(png_bytes, 40_000_000)   # raises ImageTooLarge naming the limit
+    >>> check_pixels(png_bytes, 16_777_216)   # raises ImageTooLarge naming the limit
 """
 from __future__ import annotations
 
 import struct
 from typing import NamedTuple
 
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 megapixels: a 6000 x 6000 poster scan still passes
+from core.tfrecords import MAX_IMAGE_PIXELS
+
+DEFAULT_MAX_PIXELS = MAX_IMAGE_PIXELS  # 4096 × 4096: the data contract's limit
 
 
 class ImageInfo(NamedTuple):

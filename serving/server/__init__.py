@@ -12,9 +12,9 @@ Modules, one concern each:
 TensorFlow is imported lazily (when a server starts), never TFX.
 """
 from serving.server.config import ModelConfig, valid_model_name
-from serving.server.model_server import ModelServer
 from serving.server.errors import RequestError
 from serving.server.limits import Limits
+from serving.server.model_server import ModelServer
 from serving.server.versions import RetryPolicy, list_versions
 
 __all__ = ["Limits", "ModelConfig", "ModelServer", "RequestError", "RetryPolicy", "list_versions",
