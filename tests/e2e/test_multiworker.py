@@ -173,3 +173,16 @@ def test_worker_that_never_starts_fails_with_clear_error_in_time(transformed, tm
     assert f"chief 0: the cluster did not form within 20 s (TF_CONFIG names 2 workers); " \
            f"not reachable: worker 0 ({port})" in log
     assert "workers joined" not in log and "phase 1" not in log
+
+
+def test_restart_after_training_finished_skips_training_and_exports_again(single, transformed):
+    """A job restarted after training (e.g. killed during the export) trains nothing again."""
+    events = _events(str(single["out"] / "model_run"))
+    job = _job(transformed, single["out"], 1, logs="logs_again").start()
+    codes = job.wait(JOB_TIMEOUT_S)
+    log = job.logs()[0]
+    assert codes == {0: 0}, log[-3000:]
+    assert "resumed: segments phase1_epoch0, phase1_epoch1, phase2 already finished" in log
+    assert "phase 2 already finished" in log and "epoch 1/" not in log
+    assert _events(str(single["out"] / "model_run")) == events  # no epoch ran
+    assert os.path.exists(single["out"] / "model" / "Format-Serving" / "saved_model.pb")
