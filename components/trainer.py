@@ -198,7 +198,9 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         _, emb, gen = embed_dataset(tower, feats, eval_files)
         history["phase1_eval"] = retrieval_report(emb, gen)
     valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
-    if cfg.phase2_epochs > 0 and len(valid) >= 2:
+    if "phase2" in state.done:  # a restart after training finished (e.g. during the export)
+        print("[trainer] phase 2 already finished: its weights were restored")
+    elif cfg.phase2_epochs > 0 and len(valid) >= 2:
         p = min(cfg.batch_p, len(valid))
         pk = distributed.distributed_dataset(
             strategy, lambda f: pk_dataset(feats, f, p, cfg.batch_k, valid, cfg.seed), train_list)
@@ -213,7 +215,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
                       callbacks=state.callbacks("phase2", tower) + [tb2, progress2], verbose=0)
         history["phase2/loss"] = [float(v) for v in h.history.get("loss", [])]
         history["phase2/epochs_run"] = [int(e) for e in h.epoch]  # fewer after a resume
-        state.finish("phase2", tower, history)
+        state.finish("phase2", model, history)  # the full model: the tower shares its layers
     else:
         log.info("phase 2 skipped: %d labels with ≥2 examples, epochs=%d", len(valid), cfg.phase2_epochs)
     return model, tower, feats, history
