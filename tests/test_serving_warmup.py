@@ -100,8 +100,8 @@ def test_without_a_warm_up_file_every_signature_runs_an_empty_batch(scann_model,
 
 def test_reader_needs_no_tfx_in_a_fresh_process(scann_model):
     code = (
-        "import sys; from serving.server.model import LoadedModel, import_scann; "
-        "from serving.server.warmup import warm_up; import_scann(); "
+        "import sys; from core.scann_ops import register_scann_ops; from serving.server.model import LoadedModel; "
+        "from serving.server.warmup import warm_up; register_scann_ops(); "
         f"n = warm_up(LoadedModel({scann_model!r}, 1)); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('tfx', 'pipeline', 'apache_beam')]; "
         "print('replayed', n, 'heavy', bad)"

@@ -13,16 +13,6 @@ from serving.server.errors import RequestError, bad_request, from_tf_error, unav
 log = logging.getLogger("posters.serving")
 
 
-def import_scann() -> bool:
-    """ScaNN's custom ops must be registered before loading a ScaNN-indexed SavedModel."""
-    try:
-        import scann  # noqa: F401
-    except Exception as e:  # pragma: no cover - depends on the environment
-        log.warning("scann not importable (%s); models using ScaNN ops will fail to load", e)
-        return False
-    return True
-
-
 class LoadedModel:
     """One loaded version: signature functions plus their declared input/output specs.
 

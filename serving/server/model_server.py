@@ -7,11 +7,12 @@ import os
 import threading
 import time
 
+from core.scann_ops import register_scann_ops
 from serving.batching import BatchingOptions
 from serving.server.config import ModelConfig, read_model_config, valid_model_name
 from serving.server.errors import bad_request, not_found, unavailable
 from serving.server.limits import Limits
-from serving.server.model import LoadedModel, import_scann
+from serving.server.model import LoadedModel
 from serving.server.versions import ModelVersions, RetryPolicy
 
 log = logging.getLogger("posters.serving")
@@ -205,7 +206,7 @@ class ModelServer:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> ModelServer:
         """Load what the policies want (if anything is there yet), bind the ports, serve in threads."""
-        import_scann()
+        register_scann_ops()
         import tensorflow  # noqa: F401  (fail early, before binding ports)
 
         from serving.server.grpc_service import make_grpc_server
