@@ -12,23 +12,20 @@ import scann  # noqa: F401 — registers the ScaNN ops before any load
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from tests.tiny_model import COLOURS, ColourEmbedder, png  # noqa: F401 (png: re-exported for the tests)
+
 DIM, K = 32, 5
 N_ITEMS = int(os.environ.get("POSTERS_TEST_SCANN_ITEMS", "300"))  # bigger: slower searcher initialisation
 LEAVES = min(100, N_ITEMS // 30)
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (40, 40, 40)]
 
 
-class ScannPosters(tf.Module):
+class ScannPosters(ColourEmbedder):
     """image bytes → 32-d unit vector → ScaNN top-k over 300 items; the first 6 are the colours."""
 
     def __init__(self, seed: int, prefix: str):
-        super().__init__()
-        rng = np.random.default_rng(seed)
-        self.proj = tf.constant(rng.normal(size=(8 * 8 * 3, DIM)).astype("float32"))
-        self.bias = tf.constant(rng.normal(size=(DIM,)).astype("float32"))
-        pixels = np.broadcast_to(np.array(COLOURS, "float32")[:, None, None, :], (len(COLOURS), 8, 8, 3))
-        colours = self._embed_pixels(tf.constant(pixels)).numpy()
-        rest = rng.normal(size=(N_ITEMS - len(COLOURS), DIM)).astype("float32")
+        super().__init__(seed, DIM)
+        colours = self.colour_embeddings()
+        rest = self.rng.normal(size=(N_ITEMS - len(COLOURS), DIM)).astype("float32")
         rest /= np.linalg.norm(rest, axis=1, keepdims=True)
         self.catalogue = tf.constant(np.concatenate([colours, rest]))
         self.ids = tf.constant([f"{prefix}{i}" for i in range(N_ITEMS)])
@@ -36,18 +33,6 @@ class ScannPosters(tf.Module):
             k=K, distance_measure="dot_product", num_leaves=LEAVES, num_leaves_to_search=LEAVES,
             dimensions_per_block=2, num_reordering_candidates=50)
         self.index.index(self.catalogue, self.ids)
-
-    def _embed_pixels(self, x):
-        flat = tf.reshape(x, [-1, 8 * 8 * 3]) / 255.0
-        return tf.math.l2_normalize(tf.matmul(flat, self.proj) + self.bias, axis=1)
-
-    def _embed_bytes(self, image_bytes):
-        def decode(b):
-            img = tf.io.decode_image(b, channels=3, expand_animations=False)
-            return tf.image.resize(tf.cast(img, tf.float32), (8, 8))
-
-        x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([8, 8, 3], tf.float32))
-        return self._embed_pixels(x)
 
     def _search(self, emb):
         scores, ids = self.index(emb)
@@ -75,11 +60,6 @@ class ScannPosters(tf.Module):
 
 
 SIGNATURES = ("serving_default", "embed", "neighbors", "recommend")
-
-
-def png(colour, size=16) -> bytes:
-    arr = np.broadcast_to(np.array(colour, np.uint8), (size, size, 3)).copy()
-    return tf.io.encode_png(arr).numpy()
 
 
 def sample_inputs(prefix: str = "m") -> dict[str, dict[str, np.ndarray]]:

@@ -12,18 +12,20 @@ COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), 
 SIGNATURES = {"serving_default", "embed", "neighbors", "recommend", "embed_examples"}
 
 
-class TinyPosters(tf.Module):
-    """Stand-in for the exported model: same signatures, stock ops, brute-force index."""
+class ColourEmbedder(tf.Module):
+    """image bytes → 8×8 pixels → a fixed random projection → unit vector: solid colours map to
+    known, well-separated embeddings, so the right neighbours of a colour poster are known."""
 
-    def __init__(self, seed: int, prefix: str):
+    def __init__(self, seed: int, dim: int):
         super().__init__()
         rng = np.random.default_rng(seed)
-        self.proj = tf.constant(rng.normal(size=(8 * 8 * 3, DIM)).astype("float32"))
-        self.bias = tf.constant(rng.normal(size=(DIM,)).astype("float32"))
-        self.head = tf.constant(rng.normal(size=(DIM, 4)).astype("float32"))
+        self.rng = rng
+        self.proj = tf.constant(rng.normal(size=(8 * 8 * 3, dim)).astype("float32"))
+        self.bias = tf.constant(rng.normal(size=(dim,)).astype("float32"))
+
+    def colour_embeddings(self):
         pixels = np.broadcast_to(np.array(COLOURS, "float32")[:, None, None, :], (len(COLOURS), 8, 8, 3))
-        self.catalogue = tf.constant(self._embed_pixels(tf.constant(pixels)).numpy())
-        self.ids = tf.constant([f"{prefix}{i}" for i in range(len(COLOURS))])
+        return self._embed_pixels(tf.constant(pixels)).numpy()
 
     def _embed_pixels(self, x):
         flat = tf.reshape(x, [-1, 8 * 8 * 3]) / 255.0
@@ -36,6 +38,16 @@ class TinyPosters(tf.Module):
 
         x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([8, 8, 3], tf.float32))
         return self._embed_pixels(x)
+
+
+class TinyPosters(ColourEmbedder):
+    """Stand-in for the exported model: same signatures, stock ops, brute-force index."""
+
+    def __init__(self, seed: int, prefix: str):
+        super().__init__(seed, DIM)
+        self.head = tf.constant(self.rng.normal(size=(DIM, 4)).astype("float32"))
+        self.catalogue = tf.constant(self.colour_embeddings())
+        self.ids = tf.constant([f"{prefix}{i}" for i in range(len(COLOURS))])
 
     def _top_k(self, scores):
         top = tf.math.top_k(scores, K)
