@@ -13,14 +13,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ServerProcess:
-    """Start `python -m pipeline.cli serve <args>` and wait until it prints its ports."""
+    """Start `python -m posters.cli serve <args>` and wait until it prints its ports."""
 
     def __init__(self, args: list[str], log_path: str, start_timeout: float = 180):
         env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 — closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--rest-port", "0", "--grpc-port", "0", *args],
+            [sys.executable, "-m", "posters.cli", "serve", "--rest-port", "0", "--grpc-port", "0", *args],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True)
         self.lines: queue.Queue = queue.Queue()
         self.stdout: list[str] = []
