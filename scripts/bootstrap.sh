@@ -24,7 +24,8 @@ find_py310() {
 PY=$(find_py310) || { echo "error: Python 3.10 not found (TFX 1.15 needs 3.10). Install it, e.g. 'pyenv install 3.10', or put python3.10 on PATH." >&2; exit 1; }
 echo "[bootstrap] using $PY"
 
-if command -v uv >/dev/null 2>&1; then UV=(uv); else
+# `uv --version`, not `command -v uv`: a pyenv shim named uv exists even where no uv runs.
+if uv --version >/dev/null 2>&1; then UV=(uv); else
   echo "[bootstrap] uv not found: installing it with pip"
   "$PY" -m pip install --quiet uv
   UV=("$PY" -m uv)

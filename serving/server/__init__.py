@@ -7,6 +7,7 @@ Modules, one concern each:
 - rest / grpc_service: TF Serving's REST and gRPC APIs;
 - codec / tensors: JSON and TensorProto ↔ numpy with input caps;
 - limits / errors: resource limits and the status → HTTP mapping;
+- metrics: Prometheus metrics at TF Serving's `/monitoring/prometheus/metrics`;
 - main: `posters serve` flags and the process lifecycle (SIGTERM drain).
 
 TensorFlow is imported lazily (when a server starts), never TFX.

@@ -70,12 +70,15 @@ def make_grpc_server(server, host: str, port: int):
                         request = request_cls.FromString(request)
                     except Exception as e:  # noqa: BLE001 — DecodeError and friends
                         raise bad_request(f"Failed to parse {request_cls.__name__}: {e}") from None
-                return fn(self, request, context)
+                answer = fn(self, request, context)
+                server.metrics.answered("grpc", "OK")
+                return answer
             except RequestError as e:
                 err = e
             except Exception as e:  # noqa: BLE001 — a bug must not take the server down
                 log.exception("gRPC %s failed", fn.__name__)
                 err = internal(f"Internal error: {e}")
+            server.metrics.answered("grpc", err.grpc_code)
             if err.http_status >= 500:
                 log.error("gRPC %s → %s: %s", fn.__name__, err.grpc_code, err.message[:500])
             context.abort(getattr(grpc.StatusCode, err.grpc_code), err.message)

@@ -12,6 +12,7 @@ from serving.batching import BatchingOptions
 from serving.server.config import ModelConfig, read_model_config, valid_model_name
 from serving.server.errors import bad_request, not_found, unavailable
 from serving.server.limits import Limits
+from serving.server.metrics import Metrics
 from serving.server.model import LoadedModel
 from serving.server.versions import ModelVersions, RetryPolicy
 
@@ -72,6 +73,7 @@ class ModelServer:
         self.draining = threading.Event()
         self._inflight = 0
         self._inflight_cv = threading.Condition()
+        self.metrics = Metrics()
         self._http = None
         self._grpc = None
         self._threads: list[threading.Thread] = []
@@ -175,6 +177,11 @@ class ModelServer:
                 yield model
             finally:
                 model.release()
+
+    @property
+    def inflight(self) -> int:
+        """Requests accepted and not yet answered (what a drain waits for)."""
+        return self._inflight
 
     @contextlib.contextmanager
     def request(self):

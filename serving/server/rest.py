@@ -16,6 +16,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+from serving.server import metrics
 from serving.server.codec import dumps, parse_predict_body, predict_response
 from serving.server.config import valid_model_name
 from serving.server.errors import RequestError, bad_request, internal, not_found, unavailable
@@ -83,6 +84,7 @@ def make_http_server(server, host: str, port: int):
             self._send(code, {"error": message or HTTPStatus(code).phrase})
 
         def _send(self, status: int, payload: dict, head: bool = False) -> None:
+            server.metrics.answered("rest", status)
             if status >= 500:
                 log.error("%s %s → %d: %s", getattr(self, "command", None), str(getattr(self, "path", ""))[:200],
                           status, str(payload.get("error", ""))[:500])
@@ -103,10 +105,23 @@ def make_http_server(server, host: str, port: int):
             except OSError:  # the client went away
                 self.close_connection = True
 
+        def _send_metrics(self) -> None:
+            body = server.metrics.text(server).encode()
+            try:
+                self.send_response(200)
+                self.send_header("Content-Type", metrics.CONTENT_TYPE)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:  # the client went away
+                self.close_connection = True
+
         def _error(self, e: RequestError) -> None:
             self._send(e.http_status, {"error": e.message})
 
         def do_GET(self):
+            if urlsplit(self.path).path == metrics.PATH:  # not a request: answered while draining too
+                return self._send_metrics()
             try:
                 with server.request():  # held until the answer is written: a drain waits for it
                     self._get()
