@@ -18,6 +18,7 @@ import sys
 from core.config import PipelineConfig, load_config, load_config_from_env
 
 DATA_ROOT_PARAM = "data-root"
+CATALOGUE_ROOT_PARAM = "catalogue-root"
 
 
 def _pipeline(cfg: PipelineConfig):
@@ -26,10 +27,13 @@ def _pipeline(cfg: PipelineConfig):
     from pipeline.definition import create_pipeline
 
     data_root = tfx.dsl.experimental.RuntimeParameter(name=DATA_ROOT_PARAM, ptype=str, default=cfg.data_root)
+    catalogue_root = tfx.dsl.experimental.RuntimeParameter(  # the daily refresh changes only this one
+        name=CATALOGUE_ROOT_PARAM, ptype=str, default=cfg.catalogue_root or cfg.data_root)
     return create_pipeline(
         cfg,
         pipeline_root=cfg.kubeflow_pipeline_root or cfg.pipeline_root,
         data_root=data_root,
+        catalogue_root=catalogue_root,
         serving_dir=cfg.kubeflow_serving_dir or cfg.serving_dir,
         metadata_connection_config=None,  # Kubeflow provides ML Metadata
     )

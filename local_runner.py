@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 from core.config import PipelineConfig, load_config, load_config_from_env
@@ -53,7 +54,11 @@ def main(args) -> int:
     """`posters run`: exit 0 when the new model was blessed, 1 when the gate blocked it."""
     cfg = load_config(args.config, args.set, data_root=os.path.abspath(args.data),
                       workdir=os.path.abspath(args.workdir))
+    if getattr(args, "catalogue", None):
+        cfg.catalogue_root = os.path.abspath(args.catalogue)
     summary = run(cfg)
+    for node, state in summary.get("components", {}).items():  # stderr: stdout stays one JSON document
+        print(f"  {node:<24} {state}", file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0 if summary.get("blessed") else 1
 

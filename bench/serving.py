@@ -75,6 +75,7 @@ def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
     from components.export import PosterServingModule, build_index
     from components.model import build_model, embedding_model, get_backbone
     from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
+    from components.tower import TowerModule
     from core.config import IndexConfig
 
     h, w = get_backbone("small_cnn").image_size
@@ -100,7 +101,9 @@ def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
     index, _ = build_index(ids, emb, IndexConfig())
     raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
                 MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
-    module = PosterServingModule(StandInTransform(), model, tower, index, ids, emb, (h, w), raw_spec, num_genres)
+    standin = StandInTransform()
+    trained = TowerModule(standin, model, tower, (h, w), raw_spec, num_genres)
+    module = PosterServingModule(standin, trained, index, ids, emb, (h, w), raw_spec, num_genres)
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     tmp = os.path.join(STANDIN_BASE, "1.tmp")
     tf.saved_model.save(module, tmp, signatures=signatures,

@@ -1,4 +1,7 @@
-"""Serving SavedModel: Transform graph + embedding tower + a retrieval index over the catalogue.
+"""Serving SavedModel: Transform graph + the Trainer's tower + a retrieval index over the catalogue.
+
+Built by `IndexBuilder` from the tower SavedModel (`components.tower`) and the catalogue embeddings,
+so a new catalogue needs no retraining.
 
 Signatures (TF Serving names; string/float tensors in and out):
   serving_default  image_bytes [B]            → embedding [B,D], movie_ids [B,k], scores [B,k]
@@ -20,11 +23,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from components.dataset import embed_dataset, records
-from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
+from components.preprocessing import GENRE_VOCAB, GENRES_XF, IMAGE_KEY, IMAGE_XF, MOVIE_ID_KEY, decode_pixels
 from components.retrieval_metrics import index_recall
 from components.warmup import poster_requests, write_warmup_requests
-from core.config import IndexConfig, PipelineConfig
+from core.config import IndexConfig
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +137,10 @@ def build_index(ids: np.ndarray, emb: np.ndarray, ic: IndexConfig, seed: int = 0
 class PosterServingModule(tf.Module):
     """Holds only trackable objects; feature specs are captured in closures, not attributes."""
 
-    def __init__(self, tft_layer, model, tower, index, ids, emb, image_hw, raw_spec, num_genres):
+    def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres):
         super().__init__()
         self.tft_layer = tft_layer
-        self.model = model
-        self.tower = tower
+        self.trained = trained  # the loaded tower SavedModel: embed_pixels, logits_pixels
         self.index = index
         self.catalogue_ids = tf.Variable(tf.constant(ids.astype(bytes)), trainable=False, name="catalogue_ids")
         self.catalogue_emb = tf.Variable(emb.astype(np.float32), trainable=False, name="catalogue_embeddings")
@@ -158,7 +159,7 @@ class PosterServingModule(tf.Module):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         def embed(image_bytes):
-            return {"embedding": self.tower(pixels_from_bytes(image_bytes), training=False)}
+            return {"embedding": self.trained.embed_pixels(pixels_from_bytes(image_bytes))}
 
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding")])
         def neighbors(embedding):
@@ -217,12 +218,12 @@ class PosterServingModule(tf.Module):
         def embed_examples(examples):
             xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
             pixels = decode_pixels(xf[IMAGE_XF], h, w)
-            out = self.model(pixels, training=False)
-            e = self.tower(pixels, training=False)  # the served embedding (L2-normalised)
+            logits = self.trained.logits_pixels(pixels)
+            e = self.trained.embed_pixels(pixels)  # the served embedding (L2-normalised)
             _, index_ids = self.index(e)  # the served ANN answer …
             k = tf.shape(index_ids)[1]
             _, exact_rows = tf.math.top_k(tf.matmul(e, self.catalogue_emb, transpose_b=True), k=k)
-            return {"embedding": e, "logits": out["logit"], "index_ids": index_ids,  # … vs exact search
+            return {"embedding": e, "logits": logits, "index_ids": index_ids,  # … vs exact search
                     "exact_ids": tf.gather(self.catalogue_ids, exact_rows)}
 
         self.serving_fns = {
@@ -231,42 +232,42 @@ class PosterServingModule(tf.Module):
         }
 
 
-def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, catalogue_files, export_dir,
-                         extra_info: dict | None = None) -> dict:
-    """Embed the catalogue, build its index and save the serving SavedModel (signatures: module docstring).
+def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, emb: np.ndarray, warmup: dict,
+                         export_dir: str, model_name: str, seed: int = 0, extra_info: dict | None = None) -> dict:
+    """Build the catalogue's index and save the serving SavedModel (signatures: module docstring).
 
     Args:
-        cfg: the pipeline config (`index`, `seed`, `backbone`).
-        model: the full Keras model (backbone + embedding + genre logits), for `embed_examples`' logits.
-        tower: the embedding tower (image → L2-normalised embedding) that is served.
-        feats: `components.dataset.Features` of the Transform output (image size, genre vocabulary).
+        ic: the index config (kind, k, ScaNN parameters, recall target).
+        trained: the Trainer's tower SavedModel, loaded (`tf.saved_model.load`).
         tft_output: the `TFTransformOutput`; its graph preprocesses raw bytes inside the SavedModel.
-        catalogue_files: transformed-example globs to index (train + eval; a poster is indexed once).
-        export_dir: where to save (the Trainer's `serving_model_dir`).
-        extra_info: more entries for `assets.extra/index_report.json` (training history, metrics).
+        ids / emb: catalogue movie ids [N] (bytes) and their L2-normalised embeddings [N, D].
+        warmup: a few catalogue posters for TF Serving's warm-up file: {"images", "ids", "titles"}.
+        export_dir: where to save (`<Model artifact>/Format-Serving`).
+        model_name: written into the warm-up requests.
+        seed: for the index's tuning queries.
+        extra_info: more entries for `assets.extra/index_report.json`.
 
     Returns:
         The index report written to `assets.extra/index_report.json` (kind, parameters, recall vs
         exact search, build time, catalogue and SavedModel size, …).
     """
-    t0 = time.perf_counter()
-    ids, emb, _ = embed_dataset(tower, feats, catalogue_files)
-    uniq, first = np.unique(ids, return_index=True)  # a poster in two splits is indexed once
-    ids, emb = ids[np.sort(first)], emb[np.sort(first)]
-    embed_s = time.perf_counter() - t0
-    index, report = build_index(ids, emb, cfg.index, cfg.seed)
+    genres = [g.decode() for g in tft_output.vocabulary_by_name(GENRE_VOCAB)]
+    h, w = trained.embed_pixels.input_signature[0].shape[1:3]
+    index, report = build_index(ids, emb, ic, seed)
     raw_spec = dict(tft_output.raw_feature_spec())
-    module = PosterServingModule(tft_output.transform_features_layer(), model, tower, index, ids, emb,
-                                 (feats.h, feats.w), raw_spec, feats.num_genres)
+    module = PosterServingModule(tft_output.transform_features_layer(), trained, index, ids, emb,
+                                 (int(h), int(w)), raw_spec, len(genres))
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
     tf.saved_model.save(module, export_dir, signatures=signatures, options=options)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(export_dir) for f in fs)
-    report.update({"catalogue_embed_seconds": round(embed_s, 3), "saved_model_bytes": size,
-                   "embedding_dim": int(emb.shape[1]), "genres": feats.genres, "backbone": cfg.backbone})
+    report.update({"saved_model_bytes": size, "embedding_dim": int(emb.shape[1]), "genres": genres})
     report.update(extra_info or {})
-    requests = catalogue_warmup_requests(tower, feats, catalogue_files, raw_spec)
-    write_warmup_requests(export_dir, requests, cfg.model_name)
+    images = list(warmup["images"])
+    wemb = module.serving_fns["embed"](tf.constant(images))["embedding"].numpy()
+    requests = poster_requests(images, list(warmup["ids"]), [[] for _ in images], wemb, raw_spec,
+                               list(warmup.get("titles") or [b""] * len(images)))
+    write_warmup_requests(export_dir, requests, model_name)
     report["warmup_requests"] = len(requests)
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:
@@ -274,51 +275,3 @@ def export_serving_model(cfg: PipelineConfig, model, tower, feats, tft_output, c
     log.info("%s index over %d posters, recall@%d vs exact %.3f, build %s s → %s", report["kind"], len(ids),
              report["k"], report["recall_at_k_vs_exact"], report["build_seconds"], export_dir)
     return report
-
-
-def catalogue_warmup_requests(tower, feats, patterns, raw_spec, n: int = 4) -> list:
-    """TF Serving warm-up requests for every signature from the first `n` catalogue posters
-    (their pixels re-encoded as PNG: the transformed examples no longer hold the original bytes)."""
-
-    batch = next(iter(records(patterns).take(n).batch(n).map(feats.parse)))
-    images = [tf.io.encode_png(img).numpy() for img in batch[IMAGE_XF]]
-    genres = [[feats.genres[i] for i in np.flatnonzero(g)] for g in batch[GENRES_XF].numpy()]
-    ids = list(batch[MOVIE_ID_KEY].numpy())
-    titles = list(batch["title"].numpy()) if "title" in batch else None
-    emb = tower(batch[IMAGE_XF], training=False).numpy()
-    return poster_requests(images, ids, genres, emb, raw_spec, titles)
-
-
-def write_projector(tower, feats, patterns, log_dir: str, limit: int = 1000) -> None:
-    """TensorBoard projector: vectors.tsv, metadata.tsv (title, genres), sprite.png of the posters."""
-    from PIL import Image
-    from tensorboard.plugins import projector
-
-    os.makedirs(log_dir, exist_ok=True)
-    vecs, meta, thumbs = [], [], []
-    for batch in records(patterns).take(limit).batch(64).map(feats.parse):
-        vecs.append(tower(batch[IMAGE_XF], training=False).numpy())
-        titles = batch.get("title", batch[MOVIE_ID_KEY]).numpy()
-        for t, g, img in zip(titles, batch[GENRES_XF].numpy(), batch[IMAGE_XF].numpy(), strict=True):
-            names = "|".join(feats.genres[i] for i in np.flatnonzero(g))
-            meta.append(f"{t.decode(errors='replace')}\t{names}")
-            thumbs.append(Image.fromarray(img).resize((32, 48)))
-    if not vecs:
-        return
-    vecs_np = np.concatenate(vecs)
-    np.savetxt(os.path.join(log_dir, "vectors.tsv"), vecs_np, delimiter="\t", fmt="%.5f")
-    with open(os.path.join(log_dir, "metadata.tsv"), "w") as f:
-        f.write("title\tgenres\n" + "\n".join(meta) + "\n")
-    side = int(np.ceil(np.sqrt(len(thumbs))))
-    sprite = Image.new("RGB", (side * 32, side * 48))
-    for i, t in enumerate(thumbs):
-        sprite.paste(t, ((i % side) * 32, (i // side) * 48))
-    sprite.save(os.path.join(log_dir, "sprite.png"))
-    config = projector.ProjectorConfig()
-    e = config.embeddings.add()
-    e.tensor_name = "poster_embeddings"
-    e.tensor_path = "vectors.tsv"
-    e.metadata_path = "metadata.tsv"
-    e.sprite.image_path = "sprite.png"
-    e.sprite.single_image_dim.extend([32, 48])
-    projector.visualize_embeddings(log_dir, config)

@@ -1,7 +1,8 @@
 """Trainer `run_fn`: phase 1 genre warm-up with progressive unfreezing, phase 2 triplet metric learning.
 
 Reads the Transform output (uint8 pixels + multi-hot genres), writes TensorBoard logs for both
-phases to `fn_args.model_run_dir`, and hands the trained tower to `components.export`.
+phases to `fn_args.model_run_dir`, and exports the trained tower (`components.tower`);
+`IndexBuilder` adds the catalogue's index.
 """
 from __future__ import annotations
 
@@ -249,7 +250,7 @@ def run_fn(fn_args):
             `train_files` / `eval_files` (transformed examples), `model_run_dir` (TensorBoard logs,
             projector, checkpoints) and `serving_model_dir` (the SavedModel the Evaluator and Pusher take).
     """
-    from components import export
+    from components import tower as tower_export
 
     cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -270,13 +271,9 @@ def run_fn(fn_args):
         for key, val in report.items():
             tf.summary.scalar(key, val, step=0)
     writer.close()
-    export.write_projector(tower, feats, fn_args.eval_files, projector_dir)
-    export.export_serving_model(
-        cfg, model, tower, feats, tft_output,
-        catalogue_files=list(fn_args.train_files) + list(fn_args.eval_files),
-        export_dir=export_dir,
-        extra_info={"training_history": history, "eval_retrieval": report},
-    )
+    tower_export.write_projector(tower, feats, fn_args.eval_files, projector_dir)
+    tower_export.export_tower(model, tower, feats, tft_output, export_dir,
+                              report={"training_history": history, "eval_retrieval": report})
     if cluster.is_chief:
         return
     for path in (os.path.join(log_dir, "retrieval"), os.path.join(log_dir, "projector"), fn_args.serving_model_dir):

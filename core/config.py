@@ -77,7 +77,8 @@ class DistributedConfig:
 class PipelineConfig:
     pipeline_name: str = "poster-similarity"
     model_name: str = "posters"
-    data_root: str = "data/tfrecords"  # folder of TFRecords in the data contract
+    data_root: str = "data/tfrecords"  # folder of TFRecords in the data contract (training posters)
+    catalogue_root: str | None = None  # folder of the posters to recommend; None → data_root
     workdir: str = "workdir"  # holds pipeline_root/, metadata.sqlite, serving_model/
     eval_buckets: int = 1  # hash split by movie_id: train_buckets : eval_buckets
     train_buckets: int = 4

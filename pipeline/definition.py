@@ -1,13 +1,21 @@
 """`create_pipeline(config)`: the one TFX pipeline definition, shared by LocalDagRunner and Kubeflow.
 
-ImportExampleGen → StatisticsGen → SchemaGen → ExampleValidator → Transform → Trainer
-→ Resolver(latest blessed) → Evaluator(recall@k gates) → Pusher.
+    training posters ─ ImportExampleGen → StatisticsGen → SchemaGen → ExampleValidator
+                       → Transform → Trainer (the tower) ─┐
+    catalogue posters ─ CatalogueExampleGen ──────────────┴→ CatalogueEmbedder (Beam, RunInference)
+                       → IndexBuilder (served SavedModel) → Evaluator(recall@k gates vs the latest
+                       blessed model) → Pusher.
+
+A run whose catalogue changed and whose training data did not takes Transform and the Trainer from
+the TFX cache: only the catalogue branch, IndexBuilder, Evaluator and Pusher run (daily refresh).
 """
 from __future__ import annotations
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.catalogue_embedder import CatalogueEmbedder
+from components.index_builder import IndexBuilder
 from core.config import PipelineConfig
 from pipeline import cluster
 from pipeline.modules import METRICS_MODULE, MODULE_PREPROCESSING, MODULE_RUN_FN, module_config  # noqa: F401
@@ -52,7 +60,7 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
 def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
                     beam_pipeline_args: list[str] | None = None, metadata_connection_config=None,
                     pipeline_root: str | None = None, data_root=None, serving_dir: str | None = None,
-                    until: str | None = None) -> tfx.dsl.Pipeline:
+                    until: str | None = None, catalogue_root=None) -> tfx.dsl.Pipeline:
     """The one TFX pipeline, for LocalDagRunner and both Kubeflow runners.
 
     Args:
@@ -62,7 +70,9 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         metadata_connection_config: ML Metadata connection (sqlite locally); None on Kubeflow,
             which provides its own.
         pipeline_root: where artifacts go; None → `cfg.pipeline_root`.
-        data_root: folder of TFRecords, or a `RuntimeParameter` (Kubeflow); None → `cfg.data_root`.
+        data_root: folder of training TFRecords, or a `RuntimeParameter` (Kubeflow); None → `cfg.data_root`.
+        catalogue_root: folder of the catalogue's TFRecords (the posters recommended), or a
+            `RuntimeParameter`; None → `cfg.catalogue_root`, and when that is unset the training data.
         serving_dir: the Pusher's destination; None → `cfg.serving_dir`.
         until: stop after this component, e.g. "Transform" (runner comparisons, benchmarks).
 
@@ -78,6 +88,12 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
             partition_feature_name="movie_id",  # a poster never lands in both splits
         )),
     )
+    catalogue_gen = tfx.components.ImportExampleGen(
+        input_base=next(r for r in (catalogue_root, cfg.catalogue_root, data_root, cfg.data_root) if r is not None),
+        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
+        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(  # one split: every poster is indexed
+            splits=[tfx.proto.SplitConfig.Split(name="catalogue", hash_buckets=1)])),
+    ).with_id("CatalogueExampleGen")
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"],
                                           infer_feature_shape=True)
@@ -96,6 +112,11 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
     )
+    embedder = CatalogueEmbedder(examples=catalogue_gen.outputs["examples"], model=trainer.outputs["model"])
+    index_builder = IndexBuilder(
+        model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
+        embeddings=embedder.outputs["embeddings"], catalogue=catalogue_gen.outputs["examples"],
+        index_config=cfg.to_dict()["index"], model_name=cfg.model_name, seed=cfg.seed)
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -103,7 +124,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
     ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
+        model=index_builder.outputs["serving_model"],
         baseline_model=model_resolver.outputs["model"],
         eval_config=eval_config(cfg),
         example_splits=["eval"],
@@ -115,13 +136,13 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         # scann at interpreter start (Dockerfile).
         evaluator.with_beam_pipeline_args(["--direct_running_mode=in_memory"])
     pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
+        model=index_builder.outputs["serving_model"],
         model_blessing=evaluator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_dir or cfg.serving_dir)),
     )
     components = [example_gen, statistics_gen, schema_gen, example_validator, transform, trainer,
-                  model_resolver, evaluator, pusher]
+                  catalogue_gen, embedder, index_builder, model_resolver, evaluator, pusher]
     if until:
         ids = [c.id for c in components]
         if until not in ids:

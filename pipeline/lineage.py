@@ -66,6 +66,35 @@ def summarize(cfg: PipelineConfig, seconds: float | None = None) -> dict:
             out["pushed_destination"] = pushed.custom_properties["pushed_destination"].string_value
     out["serving_base_path"] = os.path.abspath(os.path.dirname(cfg.serving_dir))
     out["model_name"] = cfg.model_name
+    out["components"] = run_states(store)
+    return out
+
+
+def run_states(store: Any) -> dict[str, str]:
+    """Per component of the newest pipeline run: "ran", "cached" (outputs reused from an earlier
+    run with the same inputs and config) or the execution's state ("failed", …).
+
+    Args:
+        store: an open `MetadataStore` (`open_store`).
+
+    Returns:
+        {node id: state}, in execution order (the Resolver, which runs no executor, is left out).
+    """
+    from ml_metadata.proto import metadata_store_pb2
+
+    runs = store.get_contexts_by_type("pipeline_run")
+    if not runs:
+        return {}
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    node_type = store.get_context_type("node").id
+    names = {metadata_store_pb2.Execution.COMPLETE: "ran", metadata_store_pb2.Execution.CACHED: "cached"}
+    out = {}
+    for e in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        node = next((c.name for c in store.get_contexts_by_execution(e.id) if c.type_id == node_type), "")
+        node = node.split(".", 1)[-1]
+        if node and "resolver" not in node.lower():
+            out[node] = names.get(e.last_known_state,
+                                  metadata_store_pb2.Execution.State.Name(e.last_known_state).lower())
     return out
 
 

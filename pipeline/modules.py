@@ -30,9 +30,10 @@ def code_version(names: tuple[str, ...] | None = None) -> str:
 # Settings each module file reads. Passing only these keeps the TFX cache valid when unrelated
 # settings change (a new gate threshold must not re-run Transform or retrain).
 TRANSFORM_FIELDS = ("backbone", "image_size")
-NOT_FOR_TRAINER = ("gates", "workdir", "data_root", "beam_runner", "beam_direct_running_mode",
-                   "beam_direct_num_workers", "beam_extra_args", "pipeline_image", "kubeflow_pipeline_root",
-                   "kubeflow_serving_dir")
+INDEX_FILES = ("export.py", "warmup.py")
+NOT_FOR_TRAINER = ("gates", "index", "workdir", "data_root", "catalogue_root", "beam_runner",
+                   "beam_direct_running_mode", "beam_direct_num_workers", "beam_extra_args", "pipeline_image",
+                   "kubeflow_pipeline_root", "kubeflow_serving_dir")
 
 
 def module_config(cfg: PipelineConfig, component: str) -> dict:
@@ -41,4 +42,6 @@ def module_config(cfg: PipelineConfig, component: str) -> dict:
         d = {k: d[k] for k in TRANSFORM_FIELDS}
         return {"config": d, "code_version": code_version(("preprocessing.py", "model.py"))}
     d = {k: v for k, v in d.items() if k not in NOT_FOR_TRAINER}
-    return {"config": d, "code_version": code_version()}
+    # The index and warm-up code belongs to IndexBuilder: changing it must not retrain.
+    trainer_files = tuple(n for n in os.listdir(_CODE_DIR) if n not in INDEX_FILES)
+    return {"config": d, "code_version": code_version(trainer_files)}

@@ -93,7 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", parents=[common],
                        help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")
-    s.add_argument("--data", required=True, help="folder of TFRecords in the data contract")
+    s.add_argument("--data", required=True, help="folder of training TFRecords in the data contract")
+    s.add_argument("--catalogue", "--catalog", help="folder of TFRecords of the posters to recommend "
+                   "(default: the training data); a new catalogue alone re-runs only the index branch")
     s.add_argument("--workdir", required=True, help="pipeline root, metadata.sqlite and serving_model/")
     s.add_argument("--config", help="YAML/JSON config file (defaults: core/config.py)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")

@@ -20,6 +20,7 @@ import tensorflow as tf
 from components.export import INDEX_REPORT, PosterServingModule, build_index
 from components.model import build_model, embedding_model, get_backbone
 from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
+from components.tower import TowerModule
 from core.config import IndexConfig
 
 NUM_GENRES = 5
@@ -54,8 +55,9 @@ def export(export_dir: str, kind: str, n: int = 300) -> dict:
     index, report = build_index(ids, emb, IndexConfig(kind=kind, min_catalogue_for_scann=64))
     raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
                 MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
-    module = PosterServingModule(_standin_transform(h, w), model, embedding_model(model), index, ids, emb,
-                                 (h, w), raw_spec, NUM_GENRES)
+    standin = _standin_transform(h, w)
+    trained = TowerModule(standin, model, embedding_model(model), (h, w), raw_spec, NUM_GENRES)
+    module = PosterServingModule(standin, trained, index, ids, emb, (h, w), raw_spec, NUM_GENRES)
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     os.makedirs(os.path.dirname(export_dir) or ".", exist_ok=True)
     tf.saved_model.save(module, export_dir, signatures=signatures,
