@@ -28,8 +28,19 @@ def local_edges(cfg):
     return {c.id: sorted(u.id for u in c.upstream_nodes) for c in p.components}
 
 
+def test_the_dag_has_both_inputs_the_embedding_step_and_the_index_builder(local_edges):
+    """The catalogue branch joins the trained tower at CatalogueEmbedder; the Evaluator and Pusher
+    take IndexBuilder's model, not the Trainer's (a refresh re-runs only that branch)."""
+    assert local_edges["CatalogueExampleGen"] == []
+    assert local_edges["CatalogueEmbedder"] == ["CatalogueExampleGen", "Trainer"]
+    assert local_edges["IndexBuilder"] == ["CatalogueEmbedder", "CatalogueExampleGen", "Trainer", "Transform"]
+    assert "IndexBuilder" in local_edges["Evaluator"] and "Trainer" not in local_edges["Evaluator"]
+    assert "IndexBuilder" in local_edges["Pusher"] and "Trainer" not in local_edges["Pusher"]
+    assert "CatalogueExampleGen" not in local_edges["Transform"] + local_edges["Trainer"]
+
+
 def test_v2_ir_has_every_component_with_image_edges_parameters_and_root(cfg, local_edges, tmp_path):
-    from kubeflow_runner import DATA_ROOT_PARAM, compile_v2
+    from kubeflow_runner import CATALOGUE_ROOT_PARAM, DATA_ROOT_PARAM, compile_v2
 
     spec = json.load(open(compile_v2(cfg, str(tmp_path))))
     ps = spec["pipelineSpec"]
@@ -42,7 +53,10 @@ def test_v2_ir_has_every_component_with_image_edges_parameters_and_root(cfg, loc
         # every upstream edge of the local pipeline is a dependency in the IR (resolver = 2 tasks)
         deps = {d.split("-model")[0] for d in tasks[name].get("dependentTasks", [])}
         assert {u for u in local_edges[name] if u != "latest_blessed_model_resolver"} <= deps
-    assert DATA_ROOT_PARAM in ps["root"]["inputDefinitions"]["parameters"]
+    assert {DATA_ROOT_PARAM, CATALOGUE_ROOT_PARAM} <= set(ps["root"]["inputDefinitions"]["parameters"])
+    for name, cls in (("IndexBuilder", "components.index_builder.executor.Executor"),
+                      ("CatalogueEmbedder", "components.catalogue_embedder.executor.Executor")):
+        assert cls in json.dumps(ps["deploymentSpec"]["executors"][f"{name}_executor"]), name
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == cfg.kubeflow_pipeline_root
 
 
@@ -62,6 +76,7 @@ def test_v1_argo_package(cfg, local_edges, tmp_path):
         assert {u.lower().replace("_", "-") for u in ups} <= set(names[argo].get("dependencies", []))
     params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
     assert params["pipeline-root"] == cfg.kubeflow_pipeline_root and params["data-root"] == cfg.data_root
+    assert params["catalogue-root"] == cfg.data_root  # defaults to the training data
 
 
 def test_beam_presets_load():

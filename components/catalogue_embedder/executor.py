@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -53,8 +54,10 @@ def check_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, str 
     try:
         check_pixels(tf.constant(image), max_pixels)  # eager: raises before anything is decoded
         tf.io.decode_image(image, channels=3, expand_animations=False)
-    except tf.errors.InvalidArgumentError as e:
-        return mid, title, str(e.message).splitlines()[0][:300]
+    except tf.errors.InvalidArgumentError as e:  # TF's message without its op/function wrappers
+        reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$|^Expected .* Summarized data: ", "",
+                        str(e.message).splitlines()[0])
+        return mid, title, reason[:300]
     return mid, title, None
 
 
