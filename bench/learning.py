@@ -34,15 +34,20 @@ MAP_MARGIN = 0.15  # trained MAP@R over the best untrained initialisation (also 
 
 def learning_rows(cfg, model_dir: str, seeds: int = 3) -> dict[str, dict[str, float]]:
     """{"random", "untrained", "phase 1", "phase 1+2"} → metrics on the Transform eval split of the
-    run in `cfg.pipeline_root`; the trained rows come from the model's index_report.json."""
+    run in `cfg.pipeline_root`; the trained rows come from the tower's training_report.json."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
     from components import model as model_lib
     from components.dataset import Features, embed_dataset
+    from components.export import INDEX_REPORT
+    from components.tower import TRAINING_REPORT
     from components.trainer import retrieval_report
 
-    with open(os.path.join(model_dir, "assets.extra", "index_report.json")) as f:
+    # the Trainer's tower has training_report.json; a served model carries it in index_report.json
+    extra = os.path.join(model_dir, "assets.extra")
+    name = TRAINING_REPORT if os.path.exists(os.path.join(extra, TRAINING_REPORT)) else INDEX_REPORT
+    with open(os.path.join(extra, name)) as f:
         report = json.load(f)
     root = cfg.pipeline_root
     graph = newest_artifact_dir(root, "Transform", "transform_graph")

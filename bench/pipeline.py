@@ -28,7 +28,7 @@ PIPE_DIR = os.path.join(CACHE_DIR, "pipeline")
 QUICK_WORKDIR = os.path.join(PIPE_DIR, "wd_quick")
 SPEEDUP_TARGET = 1.5
 COMPONENT_ORDER = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
-                   "Resolver", "Evaluator", "Pusher")
+                   "CatalogueExampleGen", "CatalogueEmbedder", "IndexBuilder", "Resolver", "Evaluator", "Pusher")
 
 _RUNNER = """
 import json, sys

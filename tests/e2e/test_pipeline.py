@@ -225,7 +225,8 @@ def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(t
     assert len([e for e in store.get_executions() if types[e.type_id].endswith("Evaluator")]) == 2
     eval_cfg = json.load(open(os.path.join(evaluation, "eval_config.json")))
     assert any(s.get("isBaseline") for s in eval_cfg["evalConfig"]["modelSpecs"]), "no baseline compared"
-    model_uri = max(glob.glob(os.path.join(cfg.pipeline_root, "Trainer", "model", "*")), key=os.path.getmtime)
+    model_uri = max(glob.glob(os.path.join(cfg.pipeline_root, "IndexBuilder", "serving_model", "*")),
+                    key=os.path.getmtime)
     serving = os.path.join(model_uri, "Format-Serving")
     assert b"Scann" not in open(os.path.join(serving, "saved_model.pb"), "rb").read()
     code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
