@@ -16,7 +16,7 @@ lint: venv
 
 test: venv lint
 	$(PY) -m pytest -q -m "not slow" tests
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -m slow --durations=25 tests
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow" tests

@@ -1,13 +1,18 @@
 """`posters promote` on the pipeline's real model: promote, reject, bad input — the label moves only
-on a pass, and models.config stays a valid ModelServerConfig the server can re-read."""
+on a pass, models.config stays a valid ModelServerConfig, and a real server re-reading it moves
+`stable` traffic from version 1 to 2 under load without a failed request."""
 import glob
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
+
+from tests.serving_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
@@ -24,6 +29,57 @@ def _config(path, base, labels, versions):
 def _promote(cfg, *extra):
     return subprocess.run([PY, "-m", "posters.cli", "promote", "--model-config-file", str(cfg), *extra],
                           capture_output=True, text=True, timeout=600)
+
+
+def _first_image(pattern: str) -> bytes:
+    from core.tfrecords import read_examples
+
+    return next(iter(read_examples(pattern)))["image"]
+
+
+class StableClients:
+    """4 gRPC clients predicting with version_label "stable" in a loop (bounded: 10 minutes at
+    most); `answers` holds (client, version) pairs, `errors` every failed request."""
+
+    def __init__(self, target: str, image: bytes, n: int = 4):
+        self.target, self.image, self.n = target, image, n
+        self.answers: list[tuple[int, int]] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+
+    def _loop(self, i: int) -> None:
+        import grpc
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name, req.model_spec.version_label = "posters", "stable"
+        req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto([self.image]))
+        with grpc.insecure_channel(self.target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            end = time.monotonic() + 600
+            while not self._stop.is_set() and time.monotonic() < end:
+                try:
+                    self.answers.append((i, stub.Predict(req, timeout=60).model_spec.version.value))
+                except grpc.RpcError as e:
+                    self.errors.append(f"{e.code()}: {e.details()}")
+
+    def until_version(self, version: int, timeout_s: float) -> None:
+        """Wait until every client has been answered by `version` (or the timeout), then stop."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end and {i for i, v in self.answers if v == version} != set(range(self.n)):
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(self.n)]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join(90)
 
 
 def test_promote_reject_and_bad_input(trained_model, tmp_path):
@@ -45,8 +101,20 @@ def test_promote_reject_and_bad_input(trained_model, tmp_path):
     assert report["promoted"] is False and "min_recall_at_10" in report["reason"]
     assert report["labels_after"] == {"stable": 1, "canary": 2} and cfg.read_text() == before
 
-    # Promoted: version 2 (equal to the baseline, so no drop) takes `stable`, compared with version 1.
-    ok = _promote(cfg, "--candidate", "2", "--examples", examples)
+    # Promoted: version 2 (equal to the baseline, so no drop) takes `stable`, compared with version 1,
+    # while a real server re-reading models.config answers gRPC clients asking for `stable`.
+    srv = ServerProcess(["--model-config-file", str(cfg), "--poll-seconds", "0.5"], str(tmp_path / "serve.log"))
+    try:
+        with StableClients(srv.grpc, image=_first_image(examples)) as clients:
+            ok = _promote(cfg, "--candidate", "2", "--examples", examples)
+            clients.until_version(2, timeout_s=120)
+        assert clients.errors == [], clients.errors[:5]
+        for i in range(clients.n):  # each client: 1 … 1 then 2 … 2, never back
+            mine = [v for c, v in clients.answers if c == i]
+            assert mine[0] == 1 and mine[-1] == 2 and mine == sorted(mine), (i, mine)
+        assert len(clients.answers) >= 20
+    finally:
+        srv.stop()
     assert ok.returncode == 0, ok.stdout[-2000:] + ok.stderr[-2000:]
     report = json.loads(ok.stdout)
     assert report["promoted"] and report["baseline"] == 1 and len(report["checks"]) == 4
