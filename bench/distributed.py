@@ -66,6 +66,7 @@ def throughput(events: list[dict], global_batch: dict[str, int], steps: dict[str
 
 
 def run_job(cfg, dirs, workers: int, out: str) -> dict:
+    from components.tower import TRAINING_REPORT
     from pipeline import cluster
 
     cmd = cluster.replica_command(*cluster.trainer_io(cfg, *dirs, out))
@@ -76,7 +77,7 @@ def run_job(cfg, dirs, workers: int, out: str) -> dict:
     with open(os.path.join(out, "model_run", "backup", "epochs.jsonl")) as f:
         events = [json.loads(line) for line in f]
     global_batch = {"phase1": cfg.batch_size * workers, "phase2": cfg.batch_p * cfg.batch_k * workers}
-    with open(os.path.join(out, "model", "Format-Serving", "assets.extra", "index_report.json")) as f:
+    with open(os.path.join(out, "model", "Format-Serving", "assets.extra", TRAINING_REPORT)) as f:
         report = json.load(f)
     n_train = sum(1 for _ in _train_records(dirs[0]))
     steps = {"phase1": -(-n_train // global_batch["phase1"]), "phase2": cfg.phase2_steps_per_epoch}

@@ -248,7 +248,7 @@ def run_fn(fn_args):
     Args:
         fn_args: TFX's `FnArgs`: `custom_config["config"]` (the config subset), `transform_output`,
             `train_files` / `eval_files` (transformed examples), `model_run_dir` (TensorBoard logs,
-            projector, checkpoints) and `serving_model_dir` (the SavedModel the Evaluator and Pusher take).
+            projector, checkpoints) and `serving_model_dir` (the tower SavedModel IndexBuilder wraps).
     """
     from components import tower as tower_export
 

@@ -18,7 +18,15 @@ from components.catalogue_embedder import CatalogueEmbedder
 from components.index_builder import IndexBuilder
 from core.config import PipelineConfig
 from pipeline import cluster
-from pipeline.modules import METRICS_MODULE, MODULE_PREPROCESSING, MODULE_RUN_FN, module_config  # noqa: F401
+from pipeline.modules import (  # noqa: F401
+    EMBEDDER_CODE,
+    INDEX_BUILDER_CODE,
+    METRICS_MODULE,
+    MODULE_PREPROCESSING,
+    MODULE_RUN_FN,
+    code_version,
+    module_config,
+)
 
 
 def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
@@ -112,11 +120,13 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
     )
-    embedder = CatalogueEmbedder(examples=catalogue_gen.outputs["examples"], model=trainer.outputs["model"])
+    embedder = CatalogueEmbedder(examples=catalogue_gen.outputs["examples"], model=trainer.outputs["model"],
+                                 code_version=code_version(EMBEDDER_CODE))
     index_builder = IndexBuilder(
         model=trainer.outputs["model"], transform_graph=transform.outputs["transform_graph"],
         embeddings=embedder.outputs["embeddings"], catalogue=catalogue_gen.outputs["examples"],
-        index_config=cfg.to_dict()["index"], model_name=cfg.model_name, seed=cfg.seed)
+        index_config=cfg.to_dict()["index"], model_name=cfg.model_name, seed=cfg.seed,
+        code_version=code_version(INDEX_BUILDER_CODE))
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

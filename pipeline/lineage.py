@@ -115,14 +115,14 @@ def read_metrics(evaluation_uri: str) -> dict:
 
 
 def model_lineage(metadata_path: str, pushed_destination: str | None = None) -> dict:
-    """Walk PushedModel ← Pusher ← (Model, ModelBlessing) ← Trainer ← (Examples, TransformGraph) …
+    """Walk PushedModel ← Pusher ← (Model, ModelBlessing) ← IndexBuilder ← Trainer ← (Examples, TransformGraph) …
 
     Args:
         metadata_path: the ML Metadata sqlite file.
         pushed_destination: follow the newest model pushed there (default: the newest pushed model).
 
     Returns:
-        `pushed_destination`, `components` (name → execution id) and the URIs of the model,
+        `pushed_destination`, `components` (node id → execution id) and the URIs of the model,
         blessing, examples, transformed examples and transform graph it came from.
 
     Raises:
@@ -132,7 +132,7 @@ def model_lineage(metadata_path: str, pushed_destination: str | None = None) -> 
 
     store = open_store(metadata_path)
     types = {t.id: t.name for t in store.get_artifact_types()}
-    exec_types = {t.id: t.name for t in store.get_execution_types()}
+    node_type = store.get_context_type("node").id
 
     pushed = [a for a in store.get_artifacts_by_type("PushedModel")
               if a.custom_properties["pushed"].int_value == 1]
@@ -161,7 +161,9 @@ def model_lineage(metadata_path: str, pushed_destination: str | None = None) -> 
         if ex is None or ex.id in seen:
             continue
         seen.add(ex.id)
-        name = exec_types[ex.type_id].rsplit(".", 1)[-1]
+        # the node id (two ImportExampleGens share one execution type: the node tells them apart)
+        name = next((c.name for c in store.get_contexts_by_execution(ex.id) if c.type_id == node_type), "")
+        name = name.split(".", 1)[-1]
         out["components"][name] = ex.id
         for a in inputs(ex):
             kind = types[a.type_id]

@@ -17,13 +17,19 @@ _CODE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file_
 
 
 def code_version(names: tuple[str, ...] | None = None) -> str:
-    """Hash of components/*.py (or the given files): module paths (not module_file) skip wheel
-    builds, so put the code's hash in custom_config to make the TFX cache invalidate on code changes."""
+    """Hash of components/*.py (or the given files and packages, relative to components/): module
+    paths (not module_file) skip wheel builds, and TFX's cache key holds an executor's class name
+    but not its code, so the hash goes into each component's config to invalidate the cache when
+    the code changes."""
     h = hashlib.sha256()
-    for name in sorted(names or os.listdir(_CODE_DIR)):
-        if name.endswith(".py"):
-            with open(os.path.join(_CODE_DIR, name), "rb") as f:
-                h.update(name.encode() + f.read())
+    files = []
+    for name in names or os.listdir(_CODE_DIR):
+        path = os.path.join(_CODE_DIR, name)
+        files += ([os.path.join(name, f) for f in os.listdir(path) if f.endswith(".py")] if os.path.isdir(path)
+                  else [name] if name.endswith(".py") else [])
+    for name in sorted(files):
+        with open(os.path.join(_CODE_DIR, name), "rb") as f:
+            h.update(name.encode() + f.read())
     return h.hexdigest()[:16]
 
 
@@ -31,6 +37,9 @@ def code_version(names: tuple[str, ...] | None = None) -> str:
 # settings change (a new gate threshold must not re-run Transform or retrain).
 TRANSFORM_FIELDS = ("backbone", "image_size")
 INDEX_FILES = ("export.py", "warmup.py")
+# The code behind each custom component's output (its package and the modules it runs).
+EMBEDDER_CODE = ("catalogue_embedder", "preprocessing.py")
+INDEX_BUILDER_CODE = ("index_builder", "export.py", "warmup.py")
 NOT_FOR_TRAINER = ("gates", "index", "workdir", "data_root", "catalogue_root", "beam_runner",
                    "beam_direct_running_mode", "beam_direct_num_workers", "beam_extra_args", "pipeline_image",
                    "kubeflow_pipeline_root", "kubeflow_serving_dir")
@@ -43,5 +52,5 @@ def module_config(cfg: PipelineConfig, component: str) -> dict:
         return {"config": d, "code_version": code_version(("preprocessing.py", "model.py"))}
     d = {k: v for k, v in d.items() if k not in NOT_FOR_TRAINER}
     # The index and warm-up code belongs to IndexBuilder: changing it must not retrain.
-    trainer_files = tuple(n for n in os.listdir(_CODE_DIR) if n not in INDEX_FILES)
+    trainer_files = tuple(n for n in os.listdir(_CODE_DIR) if n.endswith(".py") and n not in INDEX_FILES)
     return {"config": d, "code_version": code_version(trainer_files)}

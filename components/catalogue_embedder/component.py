@@ -18,6 +18,7 @@ class CatalogueEmbedderSpec(types.ComponentSpec):
     (`movie_id`, `title`, `embedding`), in the same splits."""
 
     PARAMETERS = {
+        "code_version": ExecutionParameter(type=str),  # hash of the code: a change re-runs the component
         "signature_name": ExecutionParameter(type=str),
         "max_image_pixels": ExecutionParameter(type=int),
     }
@@ -43,14 +44,17 @@ class CatalogueEmbedder(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
-                 signature_name: str = "embed_posters", max_image_pixels: int = MAX_IMAGE_PIXELS):
+                 code_version: str = "", signature_name: str = "embed_posters",
+                 max_image_pixels: int = MAX_IMAGE_PIXELS):
         """
         Args:
             examples: raw catalogue `Examples` (the catalogue's ImportExampleGen).
             model: the Trainer's `Model` (the tower SavedModel, `components.tower`).
+            code_version: a hash of the code this component runs (TFX caches by class name only).
             signature_name: the tower signature mapping serialized raw examples → `embedding`.
             max_image_pixels: width × height above which a poster is dropped before decoding.
         """
         super().__init__(spec=CatalogueEmbedderSpec(
-            examples=examples, model=model, signature_name=signature_name, max_image_pixels=max_image_pixels,
+            examples=examples, model=model, code_version=code_version, signature_name=signature_name,
+            max_image_pixels=max_image_pixels,
             embeddings=types.Channel(type=standard_artifacts.Examples)))

@@ -46,15 +46,15 @@ def check_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, str 
     except Exception as e:  # noqa: BLE001 — DecodeError and friends
         return b"", b"", f"not a tf.Example: {e}"
     mid, title = _first_bytes(example, FEATURE_MOVIE_ID), _first_bytes(example, FEATURE_TITLE)
-    image = _first_bytes(example, FEATURE_IMAGE)
+    images = example.features.feature[FEATURE_IMAGE].bytes_list.value
     if not mid:
         return mid, title, "no movie_id"
-    if not image:
-        return mid, title, "no image"
+    if len(images) != 1 or not images[0]:  # the tower parses exactly one image per example
+        return mid, title, f"expected one image, found {len(images)}" if len(images) != 1 else "no image"
     try:
-        check_pixels(tf.constant(image), max_pixels)  # eager: raises before anything is decoded
-        tf.io.decode_image(image, channels=3, expand_animations=False)
-    except tf.errors.InvalidArgumentError as e:  # TF's message without its op/function wrappers
+        check_pixels(tf.constant(images[0]), max_pixels)  # eager: raises before anything is decoded
+        tf.io.decode_image(images[0], channels=3, expand_animations=False)
+    except tf.errors.OpError as e:  # TF's message without its op/function wrappers
         reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$|^Expected .* Summarized data: ", "",
                         str(e.message).splitlines()[0])
         return mid, title, reason[:300]
@@ -130,8 +130,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
              | "WriteDropped" >> beam.io.WriteToText(report, file_name_suffix=".jsonl", shard_name_template=""))
         result = p.run()
         result.wait_until_finish()
-        counters = {c.key.metric.name: c.committed for c in
-                    result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]}
+        counters: dict[str, int] = {}  # summed over splits/steps; some runners only report `attempted`
+        for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+            value = c.committed if c.committed is not None else c.attempted
+            counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(value or 0)
         examples_utils.set_payload_format(out, example_gen_pb2.PayloadFormat.FORMAT_TF_EXAMPLE)
         out.set_int_custom_property("num_embedded", int(counters.get("posters_ok", 0)))
         out.set_int_custom_property("num_dropped", int(counters.get("posters_dropped", 0)))

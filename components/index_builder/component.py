@@ -17,6 +17,7 @@ class IndexBuilderSpec(types.ComponentSpec):
     file) in; the serving `Model` out."""
 
     PARAMETERS = {
+        "code_version": ExecutionParameter(type=str),  # hash of the code: a change re-runs the component
         "index_config": ExecutionParameter(type=str),  # JSON of core.config.IndexConfig
         "model_name": ExecutionParameter(type=str),
         "seed": ExecutionParameter(type=int),
@@ -46,7 +47,7 @@ class IndexBuilder(base_component.BaseComponent):
 
     def __init__(self, model: types.BaseChannel, transform_graph: types.BaseChannel,
                  embeddings: types.BaseChannel, catalogue: types.BaseChannel, index_config: dict,
-                 model_name: str, seed: int = 0):
+                 model_name: str, seed: int = 0, code_version: str = ""):
         """
         Args:
             model: the Trainer's tower `Model`.
@@ -56,8 +57,10 @@ class IndexBuilder(base_component.BaseComponent):
             index_config: `core.config.IndexConfig` as a dict.
             model_name: the served model's name (written into the warm-up requests).
             seed: for the index's tuning queries.
+            code_version: a hash of the code this component runs (TFX caches by class name only).
         """
         super().__init__(spec=IndexBuilderSpec(
             model=model, transform_graph=transform_graph, embeddings=embeddings, catalogue=catalogue,
             index_config=json.dumps(index_config, sort_keys=True), model_name=model_name, seed=seed,
+            code_version=code_version,
             serving_model=types.Channel(type=standard_artifacts.Model)))

@@ -166,7 +166,9 @@ def test_lineage_of_the_pushed_model_is_in_ml_metadata(trained_model):
     lin = model_lineage(trained_model["config"].metadata_path)
     assert lin["pushed_destination"] == trained_model["model_dir"]
     assert lin["blessed"] is True
-    assert {"Trainer", "Transform", "ImportExampleGen", "Evaluator", "Pusher"} <= set(lin["components"])
+    assert {"ImportExampleGen", "Transform", "Trainer", "CatalogueExampleGen", "CatalogueEmbedder", "IndexBuilder",
+            "Evaluator", "Pusher"} <= set(lin["components"])  # both ExampleGens, told apart by node id
+    assert "/IndexBuilder/" in lin["model_uri"] and "/Trainer/" not in lin["model_uri"]
     assert lin["examples_uri"] and lin["transform_graph_uri"] and lin["model_uri"]
 
 

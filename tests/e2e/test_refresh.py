@@ -53,8 +53,12 @@ def refreshed(trained_model, tmp_path_factory):
     catalogue = str(root / "catalogue")
     shutil.copytree(trained_model["data"], catalogue)
     new = _new_posters(catalogue, str(root / "new_good"), str(root / "new_posters"))
+    # Its own workdir with a copy of run 1's ML Metadata (whose artifacts stay where run 1 wrote
+    # them): the cache sees run 1, and the other tests' workdir gains no runs or versions.
+    os.makedirs(root / "work")
+    shutil.copy(os.path.join(trained_model["workdir"], "metadata.sqlite"), root / "work")
     cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"), ["beam_direct_running_mode=in_memory"],
-                      data_root=trained_model["data"], workdir=trained_model["workdir"])
+                      data_root=trained_model["data"], workdir=str(root / "work"))
     cfg.catalogue_root = catalogue
     return {"summary": run(cfg), "new": new, "new_good": str(root / "new_good"), "config": cfg}
 
