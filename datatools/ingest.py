@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from core import tfrecords as tfr
+from datatools.interrupts import ctrl_c_remembered
 
 REPORT_NAME = "report.json"
 PRODUCER = "posters import"
@@ -319,6 +320,8 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
         nonlocal written
         for row in tqdm(rows, desc="import", unit="poster", disable=(not progress) if progress is not None
                         else None):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             try:
                 if not row.movie_id:
                     raise Rejected("missing_movie_id", "empty movie id")
@@ -343,38 +346,41 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
     _remove_stale_tmp(out)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        paths = tfr.write_sharded(examples(), str(tmp), shards=shards, gzip=gzip)
-        total_rejected = sum(rejected.values())
-        if len(rows) != written + total_rejected:  # not `assert`: must hold under `python -O` too
-            raise RuntimeError(f"bookkeeping error: read {len(rows)} != written {written} + rejected "
-                               f"{total_rejected}")
-        report = {
-            "producer": PRODUCER,
-            "csv": str(csv_path),
-            "images": str(images_dir),
-            "layout": layout,
-            "encoding": encoding,
-            "read": len(rows),
-            "written": written,
-            "rejected": dict(rejected),
-            "rejected_total": total_rejected,
-            "rejections": rejections,
-            "genres": dict(sorted(genres.items(), key=lambda kv: (-kv[1], kv[0]))),
-            "converted": dict(converted),
-            "shards": [os.path.basename(p) for p in paths],
-            "gzip": gzip,
-            "min_size": min_size,
-            "max_pixels": max_pixels,
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-        _check_out(out)  # someone may have written there meanwhile
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with ctrl_c_remembered() as interrupted:
+        tmp.mkdir()
+        try:
+            paths = tfr.write_sharded(examples(), str(tmp), shards=shards, gzip=gzip)
+            total_rejected = sum(rejected.values())
+            if len(rows) != written + total_rejected:  # not `assert`: must hold under `python -O` too
+                raise RuntimeError(f"bookkeeping error: read {len(rows)} != written {written} + rejected "
+                                   f"{total_rejected}")
+            report = {
+                "producer": PRODUCER,
+                "csv": str(csv_path),
+                "images": str(images_dir),
+                "layout": layout,
+                "encoding": encoding,
+                "read": len(rows),
+                "written": written,
+                "rejected": dict(rejected),
+                "rejected_total": total_rejected,
+                "rejections": rejections,
+                "genres": dict(sorted(genres.items(), key=lambda kv: (-kv[1], kv[0]))),
+                "converted": dict(converted),
+                "shards": [os.path.basename(p) for p in paths],
+                "gzip": gzip,
+                "min_size": min_size,
+                "max_pixels": max_pixels,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+            _check_out(out)  # someone may have written there meanwhile
+            if interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt library code swallowed
+                raise KeyboardInterrupt
+            _publish(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return report
 
 
