@@ -6,8 +6,11 @@ the default is TF Serving's.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+import struct
+import termios
 import threading
 import time
 from collections import OrderedDict
@@ -31,8 +34,8 @@ class Limits:
         max_body_bytes: REST body size (413 above).
         read_timeout_s: time a client has to send one whole request (line, headers, body) and the
             longest a keep-alive connection may idle (408 / closed after it).
-        max_connections: open REST connections; at the cap the oldest one not running a request is
-            closed, and when all are running requests the new one gets 503.
+        max_connections: open REST connections; at the cap the oldest idle one (no request being
+            read, run or answered, no bytes waiting) is closed, and when none is idle the new one gets 503.
         max_concurrent_requests: REST requests executing at once (TF Serving's --rest_api_num_threads).
         queue_timeout_s: how long a REST request waits for a slot before 503.
         rest_api_timeout_ms: REST request deadline (TF Serving's --rest_api_timeout_in_ms), 504 after it.
@@ -62,8 +65,26 @@ class Limits:
     drain_timeout_s: float = 20.0
 
 
+def _bytes_waiting(sock: socket.socket) -> bool:
+    """True when the client has sent bytes the handler has not read yet (a request is arriving).
+
+    FIONREAD, not a MSG_PEEK recv: Python waits up to a socket's timeout before any recv, and the
+    acceptor must never wait on a client.
+    """
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"))[0] > 0
+    except (OSError, ValueError):  # closed meanwhile: nothing to protect
+        return False
+
+
 class ConnectionTable:
-    """Open REST connections, oldest first; tells the acceptor which one to close at the cap."""
+    """Open REST connections, oldest first; tells the acceptor which one to close at the cap.
+
+    A connection may be closed only while it is idle: not marked busy (its handler marks it from the
+    first byte of a request until the answer is written) and with no unread bytes in the kernel. The
+    handler marks busy *before* it takes those bytes out of the kernel (`DeadlineReader.on_data`), so
+    at every instant a request in progress is visible to `admit` one way or the other.
+    """
 
     def __init__(self, cap: int):
         self.cap = cap
@@ -76,7 +97,8 @@ class ConnectionTable:
         """Register a new connection; False means answer 503 (every slot runs a request)."""
         with self._lock:
             if len(self._conns) >= self.cap:
-                victim = next((k for k, (_s, busy) in self._conns.items() if not busy), None)
+                victim = next((k for k, (s, busy) in self._conns.items() if not busy and not _bytes_waiting(s)),
+                              None)
                 if victim is None:
                     self.refused += 1
                     return False
@@ -114,8 +136,9 @@ class DeadlineReader:
     (slowloris); here every recv is given only the time left until `deadline`.
     """
 
-    def __init__(self, sock: socket.socket, timeout_s: float):
+    def __init__(self, sock: socket.socket, timeout_s: float, on_data=None):
         self._sock = sock
+        self.on_data = on_data  # called once bytes are waiting, before they are taken from the kernel
         self._buf = bytearray()
         self.timeout_s = timeout_s
         self.deadline = time.monotonic() + timeout_s
@@ -130,6 +153,8 @@ class DeadlineReader:
             raise RequestTimeout(f"request not received within {self.timeout_s:g} s (read timeout)")
         self._sock.settimeout(left)
         try:
+            if self.on_data is not None and self._sock.recv(1, socket.MSG_PEEK):
+                self.on_data()
             chunk = self._sock.recv(65536)
         except TimeoutError:
             raise RequestTimeout(f"request not received within {self.timeout_s:g} s (read timeout)") from None

@@ -59,7 +59,9 @@ def make_http_server(server, host: str, port: int):
 
         def setup(self):
             super().setup()
-            self.rfile = DeadlineReader(self.connection, limits.read_timeout_s)
+            # busy from the first byte of a request until its answer is written: never closed at the cap
+            self.rfile = DeadlineReader(self.connection, limits.read_timeout_s,
+                                        on_data=lambda: self.httpd.table.busy(self.connection, True))
 
         def handle_one_request(self):
             self.rfile.restart()  # one deadline per request; also bounds keep-alive idling
@@ -72,6 +74,8 @@ def make_http_server(server, host: str, port: int):
                 if had_bytes or self.rfile.pending() or self.raw_requestline:  # mid-request: 408
                     self.request_version = "HTTP/1.1"
                     self._send(408, {"error": str(e)})
+            finally:
+                self.httpd.table.busy(self.connection, self.rfile.pending())  # idle unless pipelined bytes
 
         def log_message(self, fmt, *args):  # quiet: the default writes every request to stderr
             log.debug("%s " + fmt, self.address_string(), *args)
@@ -129,7 +133,6 @@ def make_http_server(server, host: str, port: int):
                 self._error(e)
 
         def _get(self):
-            self.httpd.table.busy(self.connection, True)
             try:
                 name, version, label, metadata, verb = route(self.command, self.path)
                 if verb is not None:
@@ -140,8 +143,6 @@ def make_http_server(server, host: str, port: int):
             except Exception as e:  # noqa: BLE001 — a bug must not take the server down
                 log.exception("GET %s failed", self.path[:200])
                 return self._error(internal(f"Internal error: {e}"))
-            finally:
-                self.httpd.table.busy(self.connection, False)
             self._send(200, payload)
 
         def do_POST(self):
@@ -174,13 +175,11 @@ def make_http_server(server, host: str, port: int):
             if not slots.acquire(timeout=limits.queue_timeout_s):
                 raise unavailable(f"Server overloaded: {limits.max_concurrent_requests} requests running "
                                   "(max_concurrent_requests); retry later")
-            self.httpd.table.busy(self.connection, True)
             try:
                 with server.serving(name, version, label, counted=True) as model:
                     sig, arrays, rows = parse_predict_body(model, body, limits)
                     return predict_response(model.run(sig, arrays, deadline), rows)
             finally:
-                self.httpd.table.busy(self.connection, False)
                 slots.release()
 
         def _content_length(self) -> int:
