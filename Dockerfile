@@ -9,16 +9,10 @@ COPY requirements/lock.txt requirements/lock.txt
 # Same lock as local runs: one environment runs the pipeline and compiles it for Kubeflow.
 RUN uv pip install --system --no-cache -r requirements/lock.txt
 COPY setup.py pyproject.toml ./
-COPY core core
-COPY datatools datatools
-COPY components components
-COPY pipeline pipeline
-COPY serving serving
-COPY posters posters
-COPY local_runner.py kubeflow_runner.py ./
+COPY poster_similarity poster_similarity
 COPY configs configs
-# Components reference module files by import path (components.trainer.run_fn …), so the project is
-# installed into the image: no wheels are built or fetched at run time.
+# Components reference module files by import path (poster_similarity.components.trainer.run_fn …),
+# so the project is installed into the image: no wheels are built or fetched at run time.
 RUN pip install --no-cache-dir --no-deps .
 # Beam workers (Dataflow/Flink/Spark) load the exported model inside TFMA: ScaNN's ops must be
 # registered in every Python process of this image, so import scann at interpreter start.

@@ -25,10 +25,10 @@ demo: venv
 	@DATA="$(DATA)" WORKDIR="$(WORKDIR)" N="$(N)" bash scripts/demo.sh
 
 bench: venv
-	$(PY) -m bench.run_all
+	$(PY) -m poster_similarity.bench.run_all
 
 bench-quick: venv
-	$(PY) -m bench.run_all --quick
+	$(PY) -m poster_similarity.bench.run_all --quick
 
 image:
 	docker build -f Dockerfile -t poster-similarity-pipeline:latest .

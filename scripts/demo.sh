@@ -150,7 +150,7 @@ names = ["recall@1", "recall@5", "recall@10", "precision@10", "map@r", "index_re
 print("  " + "  ".join(f"{k}={m[k]:.3f}" for k in names if k in m), file=sys.stderr)
 if not s.get("blessed"):
     print(f"demo: error: the Evaluator did NOT bless the model (blessed={s.get('blessed')}): its metrics are "
-          "below the gate thresholds (GateConfig in core/config.py), so nothing new was pushed. "
+          "below the gate thresholds (GateConfig in poster_similarity/core/config.py), so nothing new was pushed. "
           f"Evaluation: {s.get('evaluation_uri', '?')}", file=sys.stderr)
     sys.exit(1)
 if not s.get("pushed_destination"):

@@ -18,9 +18,9 @@ E2E_OVERRIDES = ["beam_direct_running_mode=in_memory"]
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory):
     """{"data", "workdir", "summary", "serving_base", "model_dir", "config"} of one pipeline run."""
-    from core.config import load_config
-    from datatools import sample_data
-    from local_runner import run
+    from poster_similarity.core.config import load_config
+    from poster_similarity.datatools import sample_data
+    from poster_similarity.local_runner import run
 
     root = tmp_path_factory.mktemp("e2e")
     sample_data.generate(str(root / "posters"), E2E_POSTERS, size=(100, 150), seed=7, tfrecords=True)

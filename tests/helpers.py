@@ -1,7 +1,10 @@
-"""Paths shared by the tests."""
+"""Paths and commands shared by the tests."""
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository root
+PKG = os.path.join(ROOT, "poster_similarity")  # the installed package
+POSTERS_CLI = [sys.executable, "-m", "poster_similarity.posters.cli"]  # `posters` of this interpreter
 
 SERVING_DOC = os.path.join(ROOT, "docs", "serving.md")
 SIGNATURES_HEADING = "## The served SavedModel"

@@ -5,22 +5,22 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import POSTERS_CLI
+from tests.helpers import ROOT as REPO
 
 
 class ServerProcess:
-    """Start `python -m posters.cli serve <args>` and wait until it prints its ports."""
+    """Start `python -m poster_similarity.posters.cli serve <args>` and wait until it prints its ports."""
 
     def __init__(self, args: list[str], log_path: str, start_timeout: float = 180):
         env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2"}
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115 — closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "posters.cli", "serve", "--rest-port", "0", "--grpc-port", "0", *args],
+            [*POSTERS_CLI, "serve", "--rest-port", "0", "--grpc-port", "0", *args],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self._log, text=True)
         self.lines: queue.Queue = queue.Queue()
         self.stdout: list[str] = []

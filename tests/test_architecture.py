@@ -1,6 +1,7 @@
 """The layering of the code, checked from its source: imports flow one way and never in a circle.
 
-Layers, bottom to top (a module may import its own package and the packages listed for it):
+Layers are the subpackages of `poster_similarity` (and `tests`), bottom to top (a module may import
+its own layer and the layers listed for it):
 
     core                       config + data contract
     components, datatools      model code run by TFX; sample posters and import
@@ -19,8 +20,11 @@ import importlib.metadata
 import os
 
 import pytest
+from setuptools import find_packages
 
 from tests.helpers import ROOT
+
+PACKAGE = "poster_similarity"  # the one installed top-level name
 
 PRODUCT = ("core", "components", "datatools", "serving", "pipeline", "local_runner", "kubeflow_runner", "posters")
 ALLOWED = {
@@ -44,12 +48,19 @@ FORBIDDEN_THIRD_PARTY = {
 }
 
 
+def layer_of(module: str) -> str:
+    """poster_similarity.components.trainer → components; tests.helpers → tests."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == PACKAGE and len(parts) > 1 else parts[0]
+
+
 def module_files(root: str) -> dict[str, str]:
     """Dotted module name → path, for every .py file of the layers in ALLOWED under `root`."""
     out = {}
-    for top in ALLOWED:
+    for layer in ALLOWED:
+        top = layer if layer == "tests" else os.path.join(PACKAGE, layer)
         if os.path.isfile(os.path.join(root, top + ".py")):
-            out[top] = os.path.join(root, top + ".py")
+            out[top.replace(os.sep, ".")] = os.path.join(root, top + ".py")
         for dirpath, _, files in os.walk(os.path.join(root, top)):
             for f in files:
                 if f.endswith(".py"):
@@ -99,9 +110,9 @@ def import_graph(root: str) -> dict[str, set[str]]:
 def layering_violations(graph: dict[str, set[str]]) -> list[str]:
     out = []
     for mod, deps in sorted(graph.items()):
-        layer = mod.split(".")[0]
+        layer = layer_of(mod)
         for dep in sorted(deps):
-            target = dep.split(".")[0]
+            target = layer_of(dep)
             if target != layer and target not in ALLOWED[layer]:
                 out.append(f"{mod} imports {dep}: {layer} may import only {sorted(ALLOWED[layer]) or 'itself'}")
     return out
@@ -153,29 +164,33 @@ def _write(root, files: dict[str, str]) -> str:
 # --- the checker catches what it claims to (so a green run below means something) ---------------
 
 def test_checker_finds_a_cycle_hidden_in_functions_and_an_upward_import(tmp_path):
-    """components.a → components.b inside a function, b → a at the top: one cycle {a, b}. core → pipeline
-    goes up the layers (core may import nothing), pipeline → core goes down (allowed)."""
+    """components.a → components.b inside a function, b → a at the top: one cycle {a, b}. core →
+    pipeline goes up the layers (core may import nothing), pipeline → core goes down (allowed)."""
+    pkg = PACKAGE
     root = _write(tmp_path, {
-        "components/__init__.py": "", "core/__init__.py": "", "pipeline/__init__.py": "",
-        "components/a.py": "def f():\n    from components import b\n",
-        "components/b.py": "from components.a import f\n",
-        "core/c.py": "from pipeline.p import x\n",
-        "pipeline/p.py": "from core import c\nx = 1\n",
+        f"{pkg}/__init__.py": "", f"{pkg}/components/__init__.py": "", f"{pkg}/core/__init__.py": "",
+        f"{pkg}/pipeline/__init__.py": "",
+        f"{pkg}/components/a.py": f"def f():\n    from {pkg}.components import b\n",
+        f"{pkg}/components/b.py": f"from {pkg}.components.a import f\n",
+        f"{pkg}/core/c.py": f"from {pkg}.pipeline.p import x\n",
+        f"{pkg}/pipeline/p.py": f"from {pkg}.core import c\nx = 1\n",
     })
     graph = import_graph(root)
-    assert graph["components.a"] == {"components.b"} and graph["pipeline.p"] == {"core.c"}
-    assert ["components.a", "components.b"] in cycles(graph)
+    assert graph[f"{pkg}.components.a"] == {f"{pkg}.components.b"}
+    assert graph[f"{pkg}.pipeline.p"] == {f"{pkg}.core.c"}
+    assert [f"{pkg}.components.a", f"{pkg}.components.b"] in cycles(graph)
     # core.c ↔ pipeline.p is a cycle too, and core.c's import is against the direction.
-    assert ["core.c", "pipeline.p"] in cycles(graph)
-    assert layering_violations(graph) == ["core.c imports pipeline.p: core may import only itself"]
+    assert [f"{pkg}.core.c", f"{pkg}.pipeline.p"] in cycles(graph)
+    assert layering_violations(graph) == [f"{pkg}.core.c imports {pkg}.pipeline.p: core may import only itself"]
 
 
 def test_checker_reads_the_cli_lazy_module_names(tmp_path):
-    """`_lazy("bench.x")` in the CLI is a dependency on bench, which the CLI may not have."""
-    root = _write(tmp_path, {"posters/__init__.py": "", "bench/__init__.py": "", "bench/x.py": "",
-                             "posters/cli.py": "h = _lazy('bench.x')\n"})
+    """`_lazy("poster_similarity.bench.x")` in the CLI is a dependency on bench, which the CLI may not have."""
+    pkg = PACKAGE
+    root = _write(tmp_path, {f"{pkg}/posters/__init__.py": "", f"{pkg}/bench/__init__.py": "",
+                             f"{pkg}/bench/x.py": "", f"{pkg}/posters/cli.py": f"h = _lazy('{pkg}.bench.x')\n"})
     assert layering_violations(import_graph(root)) == [
-        f"posters.cli imports bench.x: posters may import only {sorted(ALLOWED['posters'])}"]
+        f"{pkg}.posters.cli imports {pkg}.bench.x: posters may import only {sorted(ALLOWED['posters'])}"]
 
 
 # --- the project -----------------------------------------------------------------------------------
@@ -183,7 +198,8 @@ def test_checker_reads_the_cli_lazy_module_names(tmp_path):
 @pytest.fixture(scope="module")
 def graph():
     g = import_graph(ROOT)
-    assert {"core.config", "components.trainer", "components.export", "posters.cli", "local_runner"} <= set(g)
+    assert {f"{PACKAGE}.{m}" for m in ("core.config", "components.trainer", "components.export", "posters.cli",
+                                       "local_runner", "kubeflow_runner")} <= set(g)
     return g
 
 
@@ -195,29 +211,29 @@ def test_no_import_cycles(graph):
     """Including the ones hidden in functions: trainer → tower → dataset, never back; the index
     builder uses the export code and never the trainer (a catalogue refresh does not train)."""
     assert cycles(graph) == []
-    assert "components.dataset" in graph["components.tower"]
-    assert "components.tower" in graph["components.trainer"]
-    assert "components.export" in graph["components.index_builder.executor"]
-    assert "components.trainer" not in graph["components.export"]
-    assert "components.trainer" not in graph["components.index_builder.executor"]
+    assert "poster_similarity.components.dataset" in graph["poster_similarity.components.tower"]
+    assert "poster_similarity.components.tower" in graph["poster_similarity.components.trainer"]
+    assert "poster_similarity.components.export" in graph["poster_similarity.components.index_builder.executor"]
+    assert "poster_similarity.components.trainer" not in graph["poster_similarity.components.export"]
+    assert "poster_similarity.components.trainer" not in graph["poster_similarity.components.index_builder.executor"]
 
 
 def test_layers_do_not_import_forbidden_third_party_packages():
     files = module_files(ROOT)
     bad = []
     for mod, path in files.items():
-        forbidden = FORBIDDEN_THIRD_PARTY.get(mod.split(".")[0], set())
+        forbidden = FORBIDDEN_THIRD_PARTY.get(layer_of(mod), set())
         bad += [f"{mod} imports {n}" for n in imports_of(path, mod) if n.split(".")[0] in forbidden]
     assert bad == []
 
 
 def test_no_sys_path_edits_and_no_module_named_like_a_package():
-    """A module named like a top-level package (pipeline/pipeline.py) shadows it whenever its folder is
-    on sys.path (the TFX CLI runs runner files that way), which is what sys.path edits worked around."""
+    """A module named like a layer (pipeline/pipeline.py) shadows it whenever its folder is on
+    sys.path (the TFX CLI runs runner files that way), which is what sys.path edits worked around."""
     files = module_files(ROOT)
-    tops = {m.split(".")[0] for m in files}
-    # bench's modules only ever run as `python -m bench.x`, which never puts bench/ on sys.path.
-    shadows = [m for m in files if "." in m and m.rsplit(".", 1)[1] in tops and m.split(".")[0] in PRODUCT]
+    tops = {layer_of(m) for m in files} | {PACKAGE}
+    # bench's modules only ever run as `python -m poster_similarity.bench.x`, which never puts bench/ on sys.path.
+    shadows = [m for m in files if m.count(".") > 1 and m.rsplit(".", 1)[1] in tops and layer_of(m) in PRODUCT]
     assert shadows == []
     edits = []
     for mod, path in files.items():
@@ -231,18 +247,21 @@ def test_no_sys_path_edits_and_no_module_named_like_a_package():
     assert edits == []
 
 
-def test_installed_names_belong_to_no_other_distribution():
-    """setup.py's packages and modules must not hide another distribution's import names (as a top-level
-    `kubeflow` package hid the Kubeflow SDKs' `kubeflow.*`)."""
+def test_installs_one_top_level_name_that_belongs_to_no_other_distribution():
+    """setup.py installs only `poster_similarity`: generic top-level names (`pipeline`, `bench`,
+    `core`, `kubeflow`, ...) hide other distributions' packages (django-pipeline's `pipeline`,
+    frappe-bench's `bench`, the Kubeflow SDKs' `kubeflow.*`) wherever both are installed."""
     text = open(os.path.join(ROOT, "setup.py"), encoding="utf-8").read()
     call = next(n for n in ast.walk(ast.parse(text))
                 if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
-    kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg in ("packages", "py_modules")}
-    names = set(kw["packages"]) | set(kw["py_modules"])
-    assert {"core", "pipeline", "local_runner", "kubeflow_runner"} <= names and "kubeflow" not in names
+    kw = {k.arg: k.value for k in call.keywords}
+    assert "py_modules" not in kw
+    include = ast.literal_eval(next(k.value for k in kw["packages"].keywords if k.arg == "include"))
+    packages = find_packages(ROOT, include=include)
+    assert {p.split(".")[0] for p in packages} == {PACKAGE}
+    assert {f"{PACKAGE}.{layer}" for layer in PRODUCT if "runner" not in layer} | {f"{PACKAGE}.bench"} <= set(packages)
     owners = importlib.metadata.packages_distributions()
-    clashes = {n: owners[n] for n in names if set(owners.get(n, [])) - {"poster-similarity"}}
-    assert clashes == {}
+    assert set(owners.get(PACKAGE, [])) <= {"poster-similarity"}
 
 
 # One concern per file: a module past ~400 lines is doing two things.

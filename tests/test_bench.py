@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bench.common import BENCHES
+from poster_similarity.bench.common import BENCHES
 from tests.helpers import ROOT
 
 # What every results file promises its readers (render_table, the docs): the contract, written out here.
@@ -20,7 +20,8 @@ KEYS = {"name", "quick", "started", "seconds", "machine", "versions", "params", 
 @pytest.mark.slow
 def test_bench_quick_writes_results(tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.run([sys.executable, "-m", "bench.run_all", "--quick", "--out", str(out)], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "poster_similarity.bench.run_all", "--quick", "--out", str(out)],
+                          cwd=ROOT,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in BENCHES:

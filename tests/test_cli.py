@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import POSTERS_CLI, ROOT
 
 # TensorFlow's C++ log prefix: "2026-11-25 13:30:40.113600: I external/local_tsl/…] message".
 TF_CPP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]", re.M)
@@ -18,7 +17,7 @@ TF_CPP_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\
 def _posters(*args: str) -> subprocess.CompletedProcess:
     """`posters ARGS` in a fresh interpreter, with no TF_CPP_MIN_LOG_LEVEL/PYTHONWARNINGS inherited."""
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
-    return subprocess.run([sys.executable, "-m", "posters.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([*POSTERS_CLI, *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

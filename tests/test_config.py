@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from core.config import ConfigError, PipelineConfig, load_config
+from poster_similarity.core.config import ConfigError, PipelineConfig, load_config
 
 
 def test_paths_derive_from_the_workdir_and_beam_args_from_the_runner_settings():
@@ -55,7 +55,7 @@ def test_missing_file():
 
 def test_config_from_env_reads_the_tfx_cli_variables(monkeypatch, tmp_path):
     """Runner files executed by the TFX CLI get their config from POSTERS_CONFIG / POSTERS_SET (";"-separated)."""
-    from core.config import load_config_from_env
+    from poster_similarity.core.config import load_config_from_env
 
     f = tmp_path / "c.yaml"
     f.write_text("phase1_epochs: 4\n")
@@ -69,7 +69,7 @@ def test_config_from_env_reads_the_tfx_cli_variables(monkeypatch, tmp_path):
 
 
 def test_transform_config_excludes_training_settings():
-    from pipeline.definition import module_config
+    from poster_similarity.pipeline.definition import module_config
 
     a, b = load_config(None, ["phase1_epochs=1"]), load_config(None, ["phase1_epochs=9", "gates.max_recall_drop=0.5"])
     assert module_config(a, "transform") == module_config(b, "transform")

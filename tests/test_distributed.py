@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import distributed, trainer
-from core.config import load_config
+from poster_similarity.components import distributed, trainer
+from poster_similarity.core.config import load_config
 from tests.test_trainer import H, W, _features, _write_transformed
 
 IMAGE = "europe-docker.pkg.dev/proj/repo/poster-similarity:1.2"
@@ -119,7 +119,7 @@ def test_pipeline_uses_tfx_vertex_trainer_with_worker_pools_from_config(vertex_c
     from tfx.extensions.google_cloud_ai_platform import constants
     from tfx.extensions.google_cloud_ai_platform.trainer import component, executor
 
-    from pipeline.definition import MODULE_RUN_FN, create_pipeline
+    from poster_similarity.pipeline.definition import MODULE_RUN_FN, create_pipeline
 
     p = create_pipeline(vertex_cfg)
     tr = next(c for c in p.components if c.id == "Trainer")
@@ -142,7 +142,7 @@ def test_local_backend_keeps_the_plain_trainer_and_vertex_needs_a_project(tmp_pa
     from tfx.components import Trainer
     from tfx.extensions.google_cloud_ai_platform.trainer import component
 
-    from pipeline.definition import create_pipeline
+    from poster_similarity.pipeline.definition import create_pipeline
 
     cfg = load_config("configs/demo.yaml", [f"workdir={tmp_path}"])
     tr = next(c for c in create_pipeline(cfg).components if c.id == "Trainer")
@@ -154,8 +154,8 @@ def test_local_backend_keeps_the_plain_trainer_and_vertex_needs_a_project(tmp_pa
 def test_rendered_custom_job_and_tfjob_run_the_trainer_executor_on_every_replica(vertex_cfg, tmp_path):
     import yaml
 
-    from pipeline import cluster
-    from pipeline.definition import MODULE_RUN_FN
+    from poster_similarity.pipeline import cluster
+    from poster_similarity.pipeline.definition import MODULE_RUN_FN
 
     io = cluster.trainer_io(vertex_cfg, "gs://b/Transform/transformed_examples/5", "gs://b/Transform/graph/5",
                             "gs://b/SchemaGen/schema/3", "gs://b/Trainer/out")

@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from serving.gallery import choose_history, choose_mix, choose_queries, spread_order
-from serving.gallery_page import Poster, safe_name
+from poster_similarity.serving.gallery import choose_history, choose_mix, choose_queries, spread_order
+from poster_similarity.serving.gallery_page import Poster, safe_name
 from tests.helpers import ROOT
 
 K = 10
@@ -96,7 +96,7 @@ def _chromium_or_skip() -> str:
 
 @pytest.fixture(scope="module")
 def served(trained_model):
-    from serving.server import ModelServer
+    from poster_similarity.serving.server import ModelServer
 
     base = os.path.dirname(trained_model["model_dir"])  # <workdir>/serving_model/<name>
     with ModelServer(base, trained_model["summary"]["model_name"], rest_port=0, grpc_port=0,
@@ -106,7 +106,7 @@ def served(trained_model):
 
 @pytest.mark.slow
 def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_model, served, tmp_path, capsys):
-    from posters.cli import main as cli
+    from poster_similarity.posters.cli import main as cli
 
     chromium = _chromium_or_skip()
     queries = 4
@@ -163,12 +163,12 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
         assert max(ImageStat.Stat(small).stddev) > 20
 
     # The answers on the page are the served model's: same rows from a direct client call.
-    from serving.client import PosterClient
+    from poster_similarity.serving.client import PosterClient
 
     doc = json.loads((out / "gallery.json").read_text())
     first = doc["rows"][0]
     with PosterClient(f"127.0.0.1:{served.rest_port}", served.model_name) as client:
-        from core.tfrecords import read_examples
+        from poster_similarity.core.tfrecords import read_examples
 
         img = next(ex["image"] for ex in read_examples(catalogue) if ex["movie_id"] == first["inputs"][0])
         direct = client.similar([img], K)[0]
@@ -179,7 +179,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
 def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
     from argparse import Namespace
 
-    from serving import gallery
+    from poster_similarity.serving import gallery
 
     catalogue = os.path.join(trained_model["data"], "*.tfrecord*")
     docs = {}
@@ -200,8 +200,8 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
 def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
     from argparse import Namespace
 
-    from datatools import sample_data
-    from serving import gallery
+    from poster_similarity.datatools import sample_data
+    from poster_similarity.serving import gallery
 
     # A catalogue is needed before the server is asked: three real posters in a TFRecord.
     sample_data.generate(str(tmp_path / "p"), 3, size=(64, 96), seed=1, tfrecords=True)

@@ -1,4 +1,4 @@
-"""serving.image_header: dimensions from real encoder output (Pillow), crafted huge headers, junk."""
+"""poster_similarity.serving.image_header: dimensions from real encoder output (Pillow), crafted huge headers, junk."""
 from __future__ import annotations
 
 import io
@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from serving.image_header import DEFAULT_MAX_PIXELS, ImageInfo, ImageTooLarge, check_pixels, image_info
-from serving.server.codec import check_images
-from serving.server.errors import RequestError
-from serving.server.limits import Limits
+from poster_similarity.serving.image_header import (
+    DEFAULT_MAX_PIXELS,
+    ImageInfo,
+    ImageTooLarge,
+    check_pixels,
+    image_info,
+)
+from poster_similarity.serving.server.codec import check_images
+from poster_similarity.serving.server.errors import RequestError
+from poster_similarity.serving.server.limits import Limits
 from tests.test_serving_hostile import bmp_header, gif_header, jpeg_header, png_header, webp_header
 
 

@@ -1,8 +1,8 @@
 """The export's index builder: tuned ScaNN reaches its recall target; tiny catalogues fall back."""
 import numpy as np
 
-from components.export import build_index, exact_top_k, scann_params
-from core.config import IndexConfig
+from poster_similarity.components.export import build_index, exact_top_k, scann_params
+from poster_similarity.core.config import IndexConfig
 
 
 def _clustered(n, d=32, clusters=20, seed=0):

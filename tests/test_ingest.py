@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import tfrecords as tfr
-from datatools import ingest
-from posters import cli
-from tests.helpers import ROOT
+from poster_similarity.core import tfrecords as tfr
+from poster_similarity.datatools import ingest
+from poster_similarity.posters import cli
+from tests.helpers import POSTERS_CLI, ROOT
 
 
 def _rgb(w: int = 64, h: int = 96, seed: int = 0) -> Image.Image:
@@ -197,7 +196,7 @@ def test_malformed_csv_names_the_line(tmp_path, content, line, words):
 
 def test_cli_malformed_csv_exits_2_with_one_line(tmp_path):
     (tmp_path / "bad.csv").write_text("movie_id,title,year,genres,poster\na,b,1,Drama,a.jpg\nc,d\n")
-    p = subprocess.run([sys.executable, "-m", "posters.cli", "import", "--csv", str(tmp_path / "bad.csv"),
+    p = subprocess.run([*POSTERS_CLI, "import", "--csv", str(tmp_path / "bad.csv"),
                         "--images", str(tmp_path), "--out", str(tmp_path / "out")],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
@@ -235,7 +234,7 @@ def test_interrupted_import_leaves_no_dataset(messy, tmp_path, sig):
     TensorFlow, ~9 s): `--out` never appears. Ctrl-C cleans the temp folder itself; after a kill the
     next import removes the orphan."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "posters.cli", "import", "--csv", str(messy["csv"]),
+    proc = subprocess.Popen([*POSTERS_CLI, "import", "--csv", str(messy["csv"]),
                              "--images", str(messy["images"]), "--out", str(out)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = tmp_path / f"out.tmp-{proc.pid}"

@@ -12,7 +12,7 @@ IMAGE = "registry.example.com/poster-similarity-pipeline:1.0"
 
 @pytest.fixture(scope="module")
 def cfg(tmp_path_factory):
-    from core.config import load_config
+    from poster_similarity.core.config import load_config
 
     root = tmp_path_factory.mktemp("kf")
     return load_config("configs/demo.yaml", [f"pipeline_image={IMAGE}",
@@ -22,7 +22,7 @@ def cfg(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_edges(cfg):
-    from pipeline.definition import create_pipeline
+    from poster_similarity.pipeline.definition import create_pipeline
 
     p = create_pipeline(cfg)
     return {c.id: sorted(u.id for u in c.upstream_nodes) for c in p.components}
@@ -40,7 +40,7 @@ def test_the_dag_has_both_inputs_the_embedding_step_and_the_index_builder(local_
 
 
 def test_v2_ir_has_every_component_with_image_edges_parameters_and_root(cfg, local_edges, tmp_path):
-    from kubeflow_runner import CATALOGUE_ROOT_PARAM, DATA_ROOT_PARAM, compile_v2
+    from poster_similarity.kubeflow_runner import CATALOGUE_ROOT_PARAM, DATA_ROOT_PARAM, compile_v2
 
     spec = json.load(open(compile_v2(cfg, str(tmp_path))))
     ps = spec["pipelineSpec"]
@@ -54,14 +54,14 @@ def test_v2_ir_has_every_component_with_image_edges_parameters_and_root(cfg, loc
         deps = {d.split("-model")[0] for d in tasks[name].get("dependentTasks", [])}
         assert {u for u in local_edges[name] if u != "latest_blessed_model_resolver"} <= deps
     assert {DATA_ROOT_PARAM, CATALOGUE_ROOT_PARAM} <= set(ps["root"]["inputDefinitions"]["parameters"])
-    for name, cls in (("IndexBuilder", "components.index_builder.executor.Executor"),
-                      ("CatalogueEmbedder", "components.catalogue_embedder.executor.Executor")):
+    for name, cls in (("IndexBuilder", "poster_similarity.components.index_builder.executor.Executor"),
+                      ("CatalogueEmbedder", "poster_similarity.components.catalogue_embedder.executor.Executor")):
         assert cls in json.dumps(ps["deploymentSpec"]["executors"][f"{name}_executor"]), name
     assert spec["runtimeConfig"]["gcsOutputDirectory"] == cfg.kubeflow_pipeline_root
 
 
 def test_v1_argo_package(cfg, local_edges, tmp_path):
-    from kubeflow_runner import compile_v1
+    from poster_similarity.kubeflow_runner import compile_v1
 
     with tarfile.open(compile_v1(cfg, str(tmp_path))) as tar:
         wf = yaml.safe_load(tar.extractfile("pipeline.yaml"))
@@ -80,7 +80,7 @@ def test_v1_argo_package(cfg, local_edges, tmp_path):
 
 
 def test_beam_presets_load():
-    from core.config import load_config
+    from poster_similarity.core.config import load_config
 
     for name in os.listdir("configs/beam"):
         cfg = load_config(os.path.join("configs/beam", name))

@@ -1,9 +1,9 @@
-"""pipeline/lineage.py reads ML Metadata through its client: checked on a real MLMD sqlite store."""
+"""poster_similarity/pipeline/lineage.py reads ML Metadata through its client: checked on a real MLMD sqlite store."""
 from __future__ import annotations
 
 import time
 
-from pipeline.lineage import component_times, open_store
+from poster_similarity.pipeline.lineage import component_times, open_store
 
 
 def test_component_times_on_a_real_metadata_store(tmp_path):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import model as m
+from poster_similarity.components import model as m
 
 
 def _backbone_layers(model):

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from components.preprocessing import decode_and_pad, decode_pixels, encode_pixels
+from poster_similarity.components.preprocessing import decode_and_pad, decode_pixels, encode_pixels
 
 
 def _jpeg(w, h, color=(200, 30, 30), fmt="JPEG", mode="RGB"):
@@ -48,7 +48,7 @@ def test_bad_bytes_raise_invalid_argument():
 def test_header_size_reads_every_format_without_decoding():
     """Width and height come from the header bytes (PNG IHDR big-endian, GIF/BMP little-endian,
     JPEG SOF); unknown or truncated headers read [0, 0] and are left to decode_image's own error."""
-    from components.preprocessing import header_size
+    from poster_similarity.components.preprocessing import header_size
 
     for fmt, mode in (("PNG", "RGB"), ("JPEG", "RGB"), ("GIF", "P"), ("BMP", "RGB")):
         for w, h in ((37, 53), (300, 17)):
@@ -75,8 +75,8 @@ def test_images_over_the_pixel_limit_are_rejected_before_decoding():
 def test_image_size_is_the_backbones_unless_configured():
     """The production default trains nasnet_large at its native 331×331; the demo preset small_cnn at
     144×96 (2:3 portrait, like the posters); `image_size` overrides either."""
-    from components.preprocessing import image_size
-    from core.config import load_config
+    from poster_similarity.components.preprocessing import image_size
+    from poster_similarity.core.config import load_config
 
     assert image_size(load_config()) == (331, 331)
     assert image_size(load_config("configs/demo.yaml")) == (144, 96)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import promote, validate
+from poster_similarity.pipeline import promote, validate
 
 
 def _labels(path, name="posters"):
@@ -62,7 +62,7 @@ def test_cd_workflow_runs_the_pipeline_then_promotes_the_pushed_version():
 
     import yaml
 
-    from posters.cli import build_parser
+    from poster_similarity.posters.cli import build_parser
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     wf = yaml.safe_load(open(os.path.join(root, ".github", "workflows", "cd.yml")))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from components.retrieval_metrics import index_recall, retrieval_scores
+from poster_similarity.components.retrieval_metrics import index_recall, retrieval_scores
 
 
 def test_hand_computed_example():
@@ -69,7 +69,7 @@ def test_tfma_combiner_merges_split_accumulators():
     """Beam may split the eval set across workers: merged partial results must equal one pass."""
     from types import SimpleNamespace
 
-    from components.retrieval_metrics import _retrieval_computations
+    from poster_similarity.components.retrieval_metrics import _retrieval_computations
 
     rng = np.random.default_rng(2)
     emb, genres = rng.normal(size=(40, 6)).astype(np.float32), np.eye(3)[rng.integers(0, 3, 40)]

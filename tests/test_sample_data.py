@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import tfrecords as tfr
-from datatools import sample_data
-from posters import cli
+from poster_similarity.core import tfrecords as tfr
+from poster_similarity.datatools import sample_data
+from poster_similarity.posters import cli
 
 
 def _files(d: Path) -> dict[str, bytes]:

@@ -14,7 +14,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,11 +25,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving import query as query_mod
-from serving.client import PosterClient, ServerUnavailable, ServingError
-from serving.server import ModelServer
-from serving.server import main as server_main
-from tests.helpers import ROOT
+from poster_similarity.serving import query as query_mod
+from poster_similarity.serving.client import PosterClient, ServerUnavailable, ServingError
+from poster_similarity.serving.server import ModelServer
+from poster_similarity.serving.server import main as server_main
+from tests.helpers import POSTERS_CLI, ROOT
 from tests.tiny_model import COLOURS, DIM, SIGNATURES, K, png, save_model
 
 
@@ -368,7 +367,7 @@ def test_cli_serve_and_query(base, tmp_path):
     env = {**os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2"}
     err = open(tmp_path / "serve.err", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "posters.cli", "serve", "--model-base-path", str(base), "--rest-port", "0",
+        [*POSTERS_CLI, "serve", "--model-base-path", str(base), "--rest-port", "0",
          "--grpc-port", "0", "--poll-seconds", "1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     lines: queue.Queue = queue.Queue()
@@ -388,15 +387,15 @@ def test_cli_serve_and_query(base, tmp_path):
 
         img = tmp_path / "q.png"
         img.write_bytes(png(COLOURS[4]))
-        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(img), "-k", "2",
+        q = subprocess.run([*POSTERS_CLI, "query", str(img), "-k", "2",
                             "--server", rest], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 0, q.stderr
         assert "  1. m4" in q.stdout and "  3." not in q.stdout
 
-        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(tmp_path / "nope.png"),
+        q = subprocess.run([*POSTERS_CLI, "query", str(tmp_path / "nope.png"),
                             "--server", rest], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 2 and "not found" in q.stderr
-        q = subprocess.run([sys.executable, "-m", "posters.cli", "query", str(img),
+        q = subprocess.run([*POSTERS_CLI, "query", str(img),
                             "--server", f"127.0.0.1:{free_port()}"],
                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert q.returncode == 2 and "cannot reach" in q.stderr

@@ -2,7 +2,7 @@
 
 Nothing here can run TF Serving, Docker or a cluster (none on this machine); parsing is the check.
 The pip `tensorflow-serving-api` ships ModelServerConfig but not BatchingParameters or
-MonitoringConfig, so those two come from serving/tfs_protos.py (mirrors of TF Serving 2.15's .proto).
+MonitoringConfig, so those two come from poster_similarity/serving/tfs_protos.py (mirrors of TF Serving 2.15's .proto).
 """
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.tfs_protos import batching_parameters_cls, mirrored_protos, monitoring_config_cls
+from poster_similarity.serving.tfs_protos import batching_parameters_cls, mirrored_protos, monitoring_config_cls
+from tests.helpers import PKG
 
-SERVING = Path(__file__).resolve().parent.parent / "serving"
+SERVING = Path(PKG) / "serving"
 CONFIG, K8S = SERVING / "config", SERVING / "k8s"
 BASE = K8S / "base"
 

@@ -12,8 +12,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.server import ModelServer
-from serving.server.metrics import CONTENT_TYPE, PATH, render
+from poster_similarity.serving.server import ModelServer
+from poster_similarity.serving.server.metrics import CONTENT_TYPE, PATH, render
 from tests.test_serving import COLOURS, b64, http, png
 from tests.tiny_model import save_model
 

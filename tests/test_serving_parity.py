@@ -18,8 +18,8 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from serving.server import Limits, ModelServer
-from serving.server.errors import from_tf_error
+from poster_similarity.serving.server import Limits, ModelServer
+from poster_similarity.serving.server.errors import from_tf_error
 from tests.serving_models import save_scann_model
 from tests.serving_process import ServerProcess
 from tests.test_serving import COLOURS, b64, http, png

@@ -13,9 +13,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc as psg
 
-from serving.server import ModelServer, RetryPolicy
-from serving.server.config import parse_model_config
-from serving.server.versions import scan_versions
+from poster_similarity.serving.server import ModelServer, RetryPolicy
+from poster_similarity.serving.server.config import parse_model_config
+from poster_similarity.serving.server.versions import scan_versions
 from tests.test_serving import COLOURS, b64, http, png, save_model
 
 CONFIG = """

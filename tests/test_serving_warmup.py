@@ -13,13 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from serving.server import ModelConfig, ModelServer
-from serving.server.model import LoadedModel
-from serving.server.versions import ModelVersions
-from serving.server.warmup import WARMUP_FILE, WarmupError, read_records, warm_up
+from poster_similarity.serving.server import ModelConfig, ModelServer
+from poster_similarity.serving.server.model import LoadedModel
+from poster_similarity.serving.server.versions import ModelVersions
+from poster_similarity.serving.server.warmup import WARMUP_FILE, WarmupError, read_records, warm_up
+from tests.helpers import ROOT as REPO
 from tests.serving_models import SIGNATURES, sample_inputs, save_scann_model, warmup_records, write_warmup
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -100,10 +99,12 @@ def test_without_a_warm_up_file_every_signature_runs_an_empty_batch(scann_model,
 
 def test_reader_needs_no_tfx_in_a_fresh_process(scann_model):
     code = (
-        "import sys; from core.scann_ops import register_scann_ops; from serving.server.model import LoadedModel; "
-        "from serving.server.warmup import warm_up; register_scann_ops(); "
+        "import sys; from poster_similarity.core.scann_ops import register_scann_ops; "
+        "from poster_similarity.serving.server.model import LoadedModel; "
+        "from poster_similarity.serving.server.warmup import warm_up; register_scann_ops(); "
         f"n = warm_up(LoadedModel({scann_model!r}, 1)); "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('tfx', 'pipeline', 'apache_beam')]; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tfx', 'apache_beam') "
+        "or m.startswith('poster_similarity.pipeline')]; "
         "print('replayed', n, 'heavy', bad)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,

@@ -1,6 +1,6 @@
 """`recommend` gives the same answers when TF Serving's batching pads its input.
 
-serving/config/batching_parameters.txt sets `pad_variable_length_inputs: true` (without it, TF
+poster_similarity/serving/config/batching_parameters.txt sets `pad_variable_length_inputs: true` (without it, TF
 Serving fails a batch of histories of different lengths with FAILED_PRECONDITION). TF Serving
 then pads each request's tensor, after its end in every dimension but the batch one, to the
 batch's largest size, with the request's *first element* as the value (tensorflow_serving/
@@ -17,11 +17,12 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from serving.client import history_rows
-from serving.tfs_protos import batching_parameters_cls
+from poster_similarity.serving.client import history_rows
+from poster_similarity.serving.tfs_protos import batching_parameters_cls
 from tests import tiny_export
+from tests.helpers import PKG
 
-CONFIG = Path(__file__).resolve().parent.parent / "serving" / "config"
+CONFIG = Path(PKG) / "serving" / "config"
 
 
 # --- TF Serving's rule, reproduced ---------------------------------------------------------------

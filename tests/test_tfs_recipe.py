@@ -1,8 +1,8 @@
-"""The TF Serving images' recipe (serving/docker/), checked up to the Docker boundary.
+"""The TF Serving images' recipe (poster_similarity/serving/docker/), checked up to the Docker boundary.
 
 No Docker daemon here, so nothing is built. What runs: the Dockerfiles read instruction by
 instruction (line continuations and comments as Docker handles them, exec forms with `json`);
-serving/docker/scann_recipe.py, the build's fail-early steps, run for real on small source trees
+poster_similarity/serving/docker/scann_recipe.py, the build's fail-early steps, run for real on small source trees
 (`patch --dry-run`, Python's `ast` for Starlark). Upstream facts the defaults encode (TF Serving
 2.15.1 pins TensorFlow 5b2454e3…, ScaNN builds with clang and -fsized-deallocation -w, the
 cnpy/highway pins) were read from upstream, not re-derived here.
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-DOCKER = Path(__file__).resolve().parent.parent / "serving" / "docker"
+from tests.helpers import PKG
+
+DOCKER = Path(PKG) / "serving" / "docker"
 TF_SERVING_2_15_1_TF_COMMIT = "5b2454e3de818c7ac24cf7fbb8d82aed83a577ca"
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import tensorflow as tf
 
-from components import dataset, trainer
-from components.preprocessing import GENRES_XF, IMAGE_XF, MOVIE_ID_KEY, PRIMARY_XF
-from core.config import load_config
+from poster_similarity.components import dataset, trainer
+from poster_similarity.components.preprocessing import GENRES_XF, IMAGE_XF, MOVIE_ID_KEY, PRIMARY_XF
+from poster_similarity.core.config import load_config
 
 H, W = 24, 16
 

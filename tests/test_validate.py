@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from core.config import GateConfig
-from pipeline.validate import BadInput, load_thresholds
+from poster_similarity.core.config import GateConfig
+from poster_similarity.pipeline.validate import BadInput, load_thresholds
 
 
 def test_thresholds_file_flat_or_inside_a_pipeline_config(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from components import warmup
+from poster_similarity.components import warmup
 
 SIGNATURES = {"serving_default", "embed", "neighbors", "recommend", "embed_examples", "transform_features"}
 RAW_SPEC = {

@@ -17,11 +17,18 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from components.export import INDEX_REPORT, PosterServingModule, build_index
-from components.model import build_model, embedding_model, get_backbone
-from components.preprocessing import GENRES_XF, IMAGE_KEY, IMAGE_XF, MAX_GENRES, MOVIE_ID_KEY, encode_pixels
-from components.tower import TowerModule
-from core.config import IndexConfig
+from poster_similarity.components.export import INDEX_REPORT, PosterServingModule, build_index
+from poster_similarity.components.model import build_model, embedding_model, get_backbone
+from poster_similarity.components.preprocessing import (
+    GENRES_XF,
+    IMAGE_KEY,
+    IMAGE_XF,
+    MAX_GENRES,
+    MOVIE_ID_KEY,
+    encode_pixels,
+)
+from poster_similarity.components.tower import TowerModule
+from poster_similarity.core.config import IndexConfig
 
 NUM_GENRES = 5
 
@@ -83,7 +90,7 @@ def cached(kind: str) -> str:
     return _CACHE[kind]
 
 
-if __name__ == "__main__":  # serving/docker/smoke.sh: python -m tests.tiny_export EXPORT_DIR KIND
+if __name__ == "__main__":  # poster_similarity/serving/docker/smoke.sh: python -m tests.tiny_export EXPORT_DIR KIND
     import sys
 
     print(json.dumps(export(sys.argv[1], sys.argv[2]), default=str))

@@ -20,10 +20,10 @@ MW_OVERRIDES = ["beam_direct_running_mode=in_memory", "image_size=[48, 32]", "ph
 @pytest.fixture(scope="session")
 def transformed(tmp_path_factory):
     """{"config", "io_dirs", "raw_eval"}: a pipeline run up to Transform on 100 small posters."""
-    from core.config import load_config
-    from datatools import sample_data
-    from local_runner import run
-    from pipeline.lineage import newest_artifact_dir
+    from poster_similarity.core.config import load_config
+    from poster_similarity.datatools import sample_data
+    from poster_similarity.local_runner import run
+    from poster_similarity.pipeline.lineage import newest_artifact_dir
 
     root = tmp_path_factory.mktemp("mw")
     sample_data.generate(str(root / "posters"), MW_POSTERS, size=MW_POSTER_SIZE, seed=3, tfrecords=True,

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from pipeline.lineage import newest_artifact_dir
+from poster_similarity.pipeline.lineage import newest_artifact_dir
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +20,8 @@ def _records(pattern):
 
 
 def test_multi_processing_matches_in_memory(trained_model, tmp_path):
-    from core.config import load_config
-    from local_runner import run
+    from poster_similarity.core.config import load_config
+    from poster_similarity.local_runner import run
 
     base = trained_model["config"]  # ran with beam_direct_running_mode=in_memory
     cfg = load_config("configs/demo.yaml", ["beam_direct_running_mode=multi_processing", "beam_direct_num_workers=2"],

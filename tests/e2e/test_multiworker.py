@@ -29,7 +29,7 @@ MAX_MAP_BELOW_SINGLE = 0.15
 EVAL_SCRIPT = r"""
 import json, sys
 import numpy as np, scann, tensorflow as tf
-from components.trainer import retrieval_report
+from poster_similarity.components.trainer import retrieval_report
 model = tf.saved_model.load(sys.argv[1])
 files = tf.io.gfile.glob(sys.argv[2])
 serialized = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
@@ -42,8 +42,8 @@ print(json.dumps({"trained": retrieval_report(emb, genres), "random": retrieval_
 
 
 def _job(transformed, out_dir, n_workers, start_only=None, extra=(), logs="logs"):
-    from core.config import load_config
-    from pipeline import cluster
+    from poster_similarity.core.config import load_config
+    from poster_similarity.pipeline import cluster
     from tests.e2e.conftest import MW_OVERRIDES
 
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), MW_OVERRIDES + list(extra))

@@ -11,14 +11,14 @@ import sys
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, documented_signatures
+from tests.helpers import POSTERS_CLI, ROOT, documented_signatures
 
 pytestmark = pytest.mark.slow
 PY = sys.executable
 
 
 def _catalogue(data):
-    from core.tfrecords import read_examples
+    from poster_similarity.core.tfrecords import read_examples
 
     return list(read_examples(os.path.join(data, "*.tfrecord*")))
 
@@ -42,7 +42,7 @@ FRESH = r"""
 import json, sys
 sys.path = [p for p in sys.path if p not in ("", "{repo}")]
 import tensorflow as tf, scann  # noqa: F401  — nothing from the project
-for mod in ("core", "components", "pipeline", "serving"):
+for mod in ("poster_similarity",):
     try:
         __import__(mod); raise SystemExit("project code importable: " + mod)
     except ImportError:
@@ -113,7 +113,7 @@ def _formats(jpeg: bytes) -> dict:
 
 
 def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(trained_model, tmp_path):
-    from core.tfrecords import iter_serialized
+    from poster_similarity.core.tfrecords import iter_serialized
 
     cat = _catalogue(trained_model["data"])[:12]
     ser = list(iter_serialized(os.path.join(trained_model["data"], "*.tfrecord*")))[:12]
@@ -161,7 +161,7 @@ def test_saved_model_cli_lists_the_documented_signatures(trained_model):
 
 
 def test_lineage_of_the_pushed_model_is_in_ml_metadata(trained_model):
-    from pipeline.lineage import model_lineage
+    from poster_similarity.pipeline.lineage import model_lineage
 
     lin = model_lineage(trained_model["config"].metadata_path)
     assert lin["pushed_destination"] == trained_model["model_dir"]
@@ -174,19 +174,19 @@ def test_lineage_of_the_pushed_model_is_in_ml_metadata(trained_model):
 
 def test_validate_cli_exit_codes(trained_model, tmp_path):
     model, data = trained_model["model_dir"], os.path.join(trained_model["data"], "*.tfrecord*")
-    ok = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", data,
+    ok = subprocess.run([*POSTERS_CLI, "validate", "--model", model, "--examples", data,
                          "--baseline", model], capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     report = json.loads(ok.stdout)
     assert report["passed"] and len(report["checks"]) == 4  # 2 floors + 2 changes vs baseline
     (tmp_path / "strict.yaml").write_text("min_recall_at_10: 1.01\n")
-    fail = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", data,
+    fail = subprocess.run([*POSTERS_CLI, "validate", "--model", model, "--examples", data,
                            "--thresholds", str(tmp_path / "strict.yaml")], capture_output=True, text=True, timeout=300)
     assert fail.returncode == 1 and json.loads(fail.stdout)["passed"] is False
-    bad = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", str(tmp_path), "--examples", data],
+    bad = subprocess.run([*POSTERS_CLI, "validate", "--model", str(tmp_path), "--examples", data],
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "no SavedModel" in bad.stderr
-    none = subprocess.run([PY, "-m", "posters.cli", "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
+    none = subprocess.run([*POSTERS_CLI, "validate", "--model", model, "--examples", "/nope/*.tfrecord"],
                           capture_output=True, text=True, timeout=300)
     assert none.returncode == 2
 
@@ -195,8 +195,8 @@ def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(t
     """Second run: a deliberately bad model (test-only `scramble_embeddings`, brute_force index) is
     evaluated against the blessed baseline, NOT blessed and NOT pushed; MLMD holds both
     evaluations; the unpushed brute_force model loads in TF without ScaNN."""
-    from core.config import load_config
-    from local_runner import run
+    from poster_similarity.core.config import load_config
+    from poster_similarity.local_runner import run
 
     before = sorted(glob.glob(os.path.join(trained_model["serving_base"], "*", "*")))
     cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"),

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests.helpers import POSTERS_CLI
 from tests.serving_process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -27,12 +28,12 @@ def _config(path, base, labels, versions):
 
 
 def _promote(cfg, *extra):
-    return subprocess.run([PY, "-m", "posters.cli", "promote", "--model-config-file", str(cfg), *extra],
+    return subprocess.run([*POSTERS_CLI, "promote", "--model-config-file", str(cfg), *extra],
                           capture_output=True, text=True, timeout=600)
 
 
 def _first_image(pattern: str) -> bytes:
-    from core.tfrecords import read_examples
+    from poster_similarity.core.tfrecords import read_examples
 
     return next(iter(read_examples(pattern)))["image"]
 
@@ -84,7 +85,7 @@ class StableClients:
 
 
 def test_promote_reject_and_bad_input(trained_model, tmp_path):
-    from pipeline.promote import find_model, read_model_config
+    from poster_similarity.pipeline.promote import find_model, read_model_config
 
     base = tmp_path / "posters"
     for v in (1, 2):

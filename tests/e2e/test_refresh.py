@@ -29,8 +29,8 @@ def _png_header(width: int, height: int) -> bytes:
 def _new_posters(catalogue: str, good_dir: str, tmp: str) -> list[dict]:
     """100 posters unseen in training (ids new00000…) into `good_dir` and `catalogue`, and 3 broken
     ones (garbage, truncated, a header declaring 20000²) into `catalogue` only."""
-    from core import tfrecords
-    from datatools import sample_data
+    from poster_similarity.core import tfrecords
+    from poster_similarity.datatools import sample_data
 
     sample_data.generate(tmp, NEW, size=(100, 150), seed=23, tfrecords=True)
     rows = list(tfrecords.read_examples(os.path.join(tmp, sample_data.TFRECORD_DIR, "*.tfrecord*")))
@@ -46,8 +46,8 @@ def _new_posters(catalogue: str, good_dir: str, tmp: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def refreshed(trained_model, tmp_path_factory):
-    from core.config import load_config
-    from local_runner import run
+    from poster_similarity.core.config import load_config
+    from poster_similarity.local_runner import run
 
     root = tmp_path_factory.mktemp("refresh")
     catalogue = str(root / "catalogue")
@@ -74,7 +74,7 @@ def test_new_catalogue_alone_takes_transform_and_trainer_from_the_cache(refreshe
 
 
 def test_broken_catalogue_posters_are_dropped_and_reported(refreshed):
-    from pipeline.lineage import open_store
+    from poster_similarity.pipeline.lineage import open_store
 
     store = open_store(refreshed["config"].metadata_path)
     embeddings = max((a for a in store.get_artifacts_by_type("Examples") if "num_dropped" in a.custom_properties),
@@ -94,7 +94,7 @@ def test_refreshed_version_finds_new_posters_and_resolves_old_ids(refreshed, tra
     import scann  # noqa: F401 — registers the ScaNN ops
     import tensorflow as tf
 
-    from core.tfrecords import read_examples
+    from poster_similarity.core.tfrecords import read_examples
 
     m = tf.saved_model.load(refreshed["summary"]["pushed_destination"])
     new = refreshed["new"]
@@ -110,7 +110,7 @@ def test_refreshed_version_finds_new_posters_and_resolves_old_ids(refreshed, tra
 def test_new_training_data_retrains(refreshed):
     """Run 3 trains on other posters (the 100 new ones): ImportExampleGen, Transform and the Trainer
     run again. It stops after the Trainer: the index branch is what run 2 checked."""
-    from local_runner import run
+    from poster_similarity.local_runner import run
 
     cfg = refreshed["config"]
     cfg.data_root = refreshed["new_good"]

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def served(trained_model, tmp_path_factory):
-    from serving.server import ModelServer
+    from poster_similarity.serving.server import ModelServer
 
     base = tmp_path_factory.mktemp("serve") / "posters"
     shutil.copytree(trained_model["model_dir"], base / "1")
@@ -23,7 +23,7 @@ def served(trained_model, tmp_path_factory):
 
 
 def _inputs(trained_model):
-    from core.tfrecords import iter_serialized, read_examples
+    from poster_similarity.core.tfrecords import iter_serialized, read_examples
 
     pattern = os.path.join(trained_model["data"], "*.tfrecord*")
     cat = list(read_examples(pattern))[:4]
@@ -43,7 +43,7 @@ def test_rest_and_grpc_equal_in_process_for_every_signature(trained_model, serve
     import scann  # noqa: F401
     import tensorflow as tf
 
-    from serving.client import PosterClient
+    from poster_similarity.serving.client import PosterClient
 
     srv, _ = served
     model = tf.saved_model.load(trained_model["model_dir"])
@@ -66,7 +66,7 @@ def test_rest_and_grpc_equal_in_process_for_every_signature(trained_model, serve
 
 
 def test_load_with_a_new_version_pushed_midway(trained_model, served):
-    from serving.client import PosterClient
+    from poster_similarity.serving.client import PosterClient
 
     srv, base = served
     imgs = _inputs(trained_model)["serving_default"]["image_bytes"][:1]

@@ -15,7 +15,7 @@ TFX = os.path.join(os.path.dirname(sys.executable), "tfx")
 
 
 def test_tfx_pipeline_create_and_run_create(tmp_path):
-    from datatools import sample_data
+    from poster_similarity.datatools import sample_data
 
     sample_data.generate(str(tmp_path / "posters"), 120, size=(100, 150), seed=3, tfrecords=True)
     env = dict(os.environ, HOME=str(tmp_path / "home"), LOCAL_HOME=str(tmp_path / "tfx_local"),
@@ -24,7 +24,7 @@ def test_tfx_pipeline_create_and_run_create(tmp_path):
                POSTERS_SET="phase1_epochs=1;phase2_epochs=1;beam_direct_running_mode=in_memory")
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
     create = subprocess.run([TFX, "pipeline", "create", "--engine", "local",
-                             "--pipeline_path", os.path.join(ROOT, "local_runner.py")],
+                             "--pipeline_path", os.path.join(ROOT, "poster_similarity", "local_runner.py")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert create.returncode == 0, create.stdout[-2000:] + create.stderr[-2000:]
     assert not glob.glob(str(tmp_path / "work" / "serving_model" / "*" / "*")), "create must not run"

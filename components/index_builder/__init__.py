@@ -1,6 +1,0 @@
-"""IndexBuilder: a custom TFX component that turns the Trainer's tower and the catalogue's
-embeddings into the served SavedModel (every signature, a tuned ScaNN index, TF Serving's warm-up
-file), the Model artifact the Evaluator judges and the Pusher pushes."""
-from components.index_builder.component import IndexBuilder
-
-__all__ = ["IndexBuilder"]

@@ -1,0 +1,122 @@
+"""The models the serving benchmark loads: a cached demo pipeline model, or a quick stand-in.
+
+Split from bench/serving.py (the load generators and the report); see there for how each is used.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+
+from poster_similarity.bench.common import CACHE_DIR, ROOT, ensure_sample_data
+
+MODEL_NAME = "posters"
+CACHE_WORKDIR = os.path.join(CACHE_DIR, "serving_wd")
+
+
+# --- model + image --------------------------------------------------------------------------------------
+def latest_version_dir(base: str) -> str | None:
+    from poster_similarity.serving.server import list_versions
+
+    vs = list_versions(base)
+    return os.path.join(base, str(vs[-1])) if vs else None
+
+
+def ensure_model(n_posters: int = 120) -> tuple[str, str]:
+    """(base_path, model_name) of the cached demo model, building it once if missing."""
+    base = os.path.join(CACHE_WORKDIR, "serving_model", MODEL_NAME)
+    if latest_version_dir(base):
+        return base, MODEL_NAME
+    print(f"[serving] no cached model: building one from {n_posters} sample posters (once, ~2 min)", flush=True)
+    data = ensure_sample_data(n_posters)
+    cmd = [sys.executable, "-c",
+           "import sys; from core.config import load_config; from local_runner import run; "
+           "run(load_config(sys.argv[1], ['phase1_epochs=1', 'phase2_epochs=1', "
+           "'beam_direct_running_mode=in_memory'], data_root=sys.argv[2], workdir=sys.argv[3]))",
+           os.path.join(ROOT, "configs", "demo.yaml"), data, CACHE_WORKDIR]
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    if not latest_version_dir(base):
+        raise RuntimeError(f"the demo pipeline pushed no model to {base} (not blessed?)")
+    return base, MODEL_NAME
+
+
+STANDIN_BASE = os.path.join(CACHE_DIR, "standin_model", MODEL_NAME)
+
+
+def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
+    """Quick mode's model: the real export module (components.export.PosterServingModule + build_index,
+    saved as the Pusher would) around an untrained small_cnn, with the Transform graph replaced by
+    the same image ops it runs (components.preprocessing.encode_pixels) and a random catalogue. Same
+    request path and ops as a trained demo model (JPEG decode, resize, CNN, ScaNN); ~20 s to build."""
+    if latest_version_dir(STANDIN_BASE):
+        return STANDIN_BASE, MODEL_NAME
+    import numpy as np
+    import tensorflow as tf
+
+    from poster_similarity.components.export import PosterServingModule, build_index
+    from poster_similarity.components.model import build_model, embedding_model, get_backbone
+    from poster_similarity.components.preprocessing import (
+        GENRES_XF,
+        IMAGE_KEY,
+        IMAGE_XF,
+        MAX_GENRES,
+        MOVIE_ID_KEY,
+        encode_pixels,
+    )
+    from poster_similarity.components.tower import TowerModule
+    from poster_similarity.core.config import IndexConfig
+
+    h, w = get_backbone("small_cnn").image_size
+    num_genres = 5
+
+    class StandInTransform(tf.Module):
+        def __call__(self, feats):
+            out = {}
+            ref = feats.get(IMAGE_KEY, feats.get(MOVIE_ID_KEY))
+            n = tf.shape(tf.reshape(ref, [-1]))[0]
+            if IMAGE_KEY in feats:
+                out[IMAGE_XF] = encode_pixels(tf.reshape(feats[IMAGE_KEY], [-1]), h, w)
+            out[GENRES_XF] = tf.zeros([n, MAX_GENRES])
+            out[MOVIE_ID_KEY] = tf.reshape(feats[MOVIE_ID_KEY], [-1]) if MOVIE_ID_KEY in feats else tf.fill([n], "")
+            return out
+
+    model = build_model("small_cnn", "none", None, num_genres)
+    tower = embedding_model(model)
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((catalogue, 128)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    ids = np.array([f"m{i}" for i in range(catalogue)], dtype=object)
+    index, _ = build_index(ids, emb, IndexConfig())
+    raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
+                MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+    standin = StandInTransform()
+    trained = TowerModule(standin, model, tower, (h, w), raw_spec, num_genres)
+    module = PosterServingModule(standin, trained, index, ids, emb, (h, w), raw_spec, num_genres)
+    signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
+    tmp = os.path.join(STANDIN_BASE, "1.tmp")
+    tf.saved_model.save(module, tmp, signatures=signatures,
+                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    os.replace(tmp, os.path.join(STANDIN_BASE, "1"))
+    return STANDIN_BASE, MODEL_NAME
+
+
+def find_jpeg(image: str | None) -> bytes:
+    """--image, else the first `image` of a sample TFRecord, else one freshly generated sample poster."""
+    if image:
+        with open(image, "rb") as f:
+            return f.read()
+    import tensorflow as tf
+
+    for path in sorted(glob.glob(os.path.join(CACHE_DIR, "**", "*.tfrecord*"), recursive=True)):
+        comp = "GZIP" if path.endswith(".gz") else ""
+        for rec in tf.data.TFRecordDataset(path, compression_type=comp).take(1).as_numpy_iterator():
+            img = tf.train.Example.FromString(rec).features.feature["image"].bytes_list.value
+            if img and img[0][:2] == b"\xff\xd8":
+                return img[0]
+    from poster_similarity.datatools import sample_data
+
+    out = os.path.join(CACHE_DIR, "one_poster")
+    recs = sample_data.generate(out, 1, seed=1)
+    with open(recs[0]["path"], "rb") as f:
+        return f.read()

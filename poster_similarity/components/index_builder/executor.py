@@ -1,0 +1,104 @@
+"""IndexBuilder's executor: read the catalogue embeddings, wrap the tower SavedModel with the
+index, save the served SavedModel (`components.export`) into the output Model artifact."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import path_utils
+
+from poster_similarity.components.tower import TRAINING_REPORT
+from poster_similarity.core.config import PipelineConfig
+from poster_similarity.core.tfrecords import FEATURE_IMAGE, FEATURE_MOVIE_ID, FEATURE_TITLE, iter_serialized
+
+log = logging.getLogger(__name__)
+
+WARMUP_POSTERS = 4
+
+
+def read_embeddings(patterns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(ids, titles, embeddings [N, D] float32, duplicates dropped) of CatalogueEmbedder's output;
+    a movie_id seen twice keeps its first embedding (files in sorted order)."""
+    import tensorflow as tf
+
+    ids, titles, vecs, seen, dup = [], [], [], set(), 0
+    for pattern in patterns:
+        for record in iter_serialized(pattern):
+            f = tf.train.Example.FromString(record).features.feature
+            mid = f[FEATURE_MOVIE_ID].bytes_list.value[0]
+            if mid in seen:
+                dup += 1
+                continue
+            seen.add(mid)
+            ids.append(mid)
+            titles.append(f[FEATURE_TITLE].bytes_list.value[0] if f[FEATURE_TITLE].bytes_list.value else b"")
+            vecs.append(np.asarray(f["embedding"].float_list.value, np.float32))
+    if not ids:
+        raise ValueError("the catalogue has no embeddable poster: nothing to index")
+    return np.array(ids, dtype=object), np.array(titles, dtype=object), np.stack(vecs), dup
+
+
+def warmup_posters(patterns: list[str], wanted: set[bytes], n: int = WARMUP_POSTERS) -> dict:
+    """The first `n` raw catalogue posters that were embedded (so their images decode)."""
+    import tensorflow as tf
+
+    out: dict = {"images": [], "ids": [], "titles": []}
+    for pattern in patterns:
+        for record in iter_serialized(pattern):
+            f = tf.train.Example.FromString(record).features.feature
+            mid = f[FEATURE_MOVIE_ID].bytes_list.value[0] if f[FEATURE_MOVIE_ID].bytes_list.value else b""
+            if mid in wanted:
+                out["images"].append(f[FEATURE_IMAGE].bytes_list.value[0])
+                out["ids"].append(mid)
+                out["titles"].append(f[FEATURE_TITLE].bytes_list.value[0] if f[FEATURE_TITLE].bytes_list.value
+                                     else b"")
+                if len(out["ids"]) == n:
+                    return out
+    return out
+
+
+def _split_globs(artifact) -> list[str]:
+    return [os.path.join(artifact_utils.get_split_uri([artifact], s), "*")
+            for s in artifact_utils.decode_split_names(artifact.split_names)]
+
+
+class Executor(base_executor.BaseExecutor):
+    """Builds `serving_model` from `model`, `transform_graph`, `embeddings` and `catalogue`."""
+
+    def Do(self, input_dict, output_dict, exec_properties):  # noqa: N802 — TFX's executor API
+        import tensorflow as tf
+        import tensorflow_transform as tft
+
+        from poster_similarity.components.export import export_serving_model
+        from poster_similarity.core.scann_ops import register_scann_ops
+
+        self._log_startup(input_dict, output_dict, exec_properties)
+        register_scann_ops()
+        tower = artifact_utils.get_single_instance(input_dict["model"])
+        embeddings = artifact_utils.get_single_instance(input_dict["embeddings"])
+        catalogue = artifact_utils.get_single_instance(input_dict["catalogue"])
+        transform_graph = artifact_utils.get_single_instance(input_dict["transform_graph"])
+        out = artifact_utils.get_single_instance(output_dict["serving_model"])
+
+        ids, _, emb, duplicates = read_embeddings(_split_globs(embeddings))
+        tower_dir = path_utils.serving_model_path(tower.uri, path_utils.is_old_model_artifact(tower))
+        trained = tf.saved_model.load(tower_dir)
+        extra = {"catalogue_duplicates_dropped": duplicates,
+                 "catalogue_posters_dropped": embeddings.get_int_custom_property("num_dropped")}
+        report_path = os.path.join(tower_dir, "assets.extra", TRAINING_REPORT)
+        if os.path.exists(report_path):
+            with open(report_path) as f:
+                extra.update(json.load(f))
+        index_cfg = PipelineConfig.from_dict({"index": json.loads(exec_properties["index_config"])}).index
+        export_dir = path_utils.serving_model_path(out.uri)
+        report = export_serving_model(
+            index_cfg, trained, tft.TFTransformOutput(transform_graph.uri), ids, emb,
+            warmup_posters(_split_globs(catalogue), set(ids.tolist())), export_dir,
+            model_name=exec_properties["model_name"], seed=int(exec_properties["seed"]), extra_info=extra)
+        out.set_int_custom_property("catalogue_size", int(report["catalogue_size"]))
+        out.set_float_custom_property("index_recall_vs_exact", float(report["recall_at_k_vs_exact"]))
+        out.set_string_custom_property("index_kind", str(report["kind"]))

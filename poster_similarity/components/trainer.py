@@ -1,0 +1,284 @@
+"""Trainer `run_fn`: phase 1 genre warm-up with progressive unfreezing, phase 2 triplet metric learning.
+
+Reads the Transform output (uint8 pixels + multi-hot genres), writes TensorBoard logs for both
+phases to `fn_args.model_run_dir`, and exports the trained tower (`components.tower`);
+`IndexBuilder` adds the catalogue's index.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_addons as tfa
+import tensorflow_transform as tft
+
+from poster_similarity.components import distributed
+from poster_similarity.components import model as model_lib
+from poster_similarity.components.dataset import AUTOTUNE, Features, _files, embed_dataset, records
+from poster_similarity.components.preprocessing import GENRES_XF, IMAGE_XF
+from poster_similarity.core.config import PipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+def count_labels(feats: Features, patterns) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for labels in records(patterns).batch(512).map(feats.label_spec_only):
+        for v in labels.numpy().tolist():
+            counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def augment(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
+    """Augmentations that keep posters posters: small random crops (90–100 %, resized back) and
+    colour jitter (brightness, contrast). No flips: titles would read backwards."""
+    b = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+    scale = tf.random.uniform([b, 1], 0.9, 1.0, seed=seed)
+    y0 = tf.random.uniform([b, 1], 0.0, 1.0, seed=seed) * (1.0 - scale)
+    x0 = tf.random.uniform([b, 1], 0.0, 1.0, seed=seed) * (1.0 - scale)
+    boxes = tf.concat([y0, x0, y0 + scale, x0 + scale], axis=1)
+    x = tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(b), [h, w])
+    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    contrast = tf.random.uniform([b, 1, 1, 1], 0.85, 1.15, seed=seed)
+    brightness = tf.random.uniform([b, 1, 1, 1], -20.0, 20.0, seed=seed)
+    x = (x - mean) * contrast + mean + brightness
+    return tf.cast(tf.clip_by_value(tf.round(x), 0, 255), tf.uint8)
+
+
+def genre_dataset(feats: Features, patterns, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    ds = records(patterns)
+    if shuffle:
+        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.batch(batch_size).map(feats.parse, num_parallel_calls=AUTOTUNE)
+    if shuffle and feats.cfg.augment:
+        ds = ds.map(lambda f: {**f, IMAGE_XF: augment(f[IMAGE_XF])}, num_parallel_calls=AUTOTUNE)
+    return ds.map(lambda f: (f[IMAGE_XF], {model_lib.LOGIT_LAYER: f[GENRES_XF]})).prefetch(AUTOTUNE)
+
+
+def pk_dataset(feats: Features, patterns, p: int, k: int, valid_labels: list[int], seed: int):
+    """P×K batches: windows of K same-label posters, P windows per batch, so every anchor has positives."""
+    valid = tf.constant(sorted(valid_labels), tf.int64)
+
+    def keyed(serialized):
+        label = feats.label_spec_only(tf.expand_dims(serialized, 0))[0]
+        return serialized, label
+
+    ds = records(patterns).shuffle(4096, seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = ds.map(keyed, num_parallel_calls=AUTOTUNE)
+    ds = ds.filter(lambda s, lab: tf.reduce_any(tf.equal(valid, lab)))
+    ds = ds.group_by_window(
+        key_func=lambda s, lab: lab, reduce_func=lambda _, w: w.batch(k, drop_remainder=True), window_size=k
+    )
+    ds = ds.shuffle(4 * p, seed=seed).batch(p, drop_remainder=True)
+    ds = ds.map(lambda s, lab: (tf.reshape(s, [-1]), tf.reshape(lab, [-1])))
+    ds = ds.map(lambda s, lab: (feats.parse(s)[IMAGE_XF], lab), num_parallel_calls=AUTOTUNE)
+    if feats.cfg.augment:
+        ds = ds.map(lambda x, lab: (augment(x), lab), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def retrieval_report(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
+    """Leave-one-out recall@k (a neighbour shares a genre) + embedding spread (collapse detector)."""
+    from poster_similarity.components.retrieval_metrics import retrieval_scores
+
+    out = retrieval_scores(emb, genres, ks)
+    out["embedding_std"] = float(emb.std(axis=0).mean())
+    return out
+
+
+def triplet_loss(cfg: PipelineConfig) -> tf.keras.losses.Loss:
+    return tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular")
+
+
+def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
+    """[(start_epoch, end_epoch, n_blocks)] from `unfreeze_schedule`, clipped to phase1_epochs."""
+    sched = sorted(cfg.unfreeze_schedule or [[0, -1]])
+    if sched[0][0] != 0:
+        sched = [[0, 0]] + sched
+    stages = []
+    for i, (start, n) in enumerate(sched):
+        end = sched[i + 1][0] if i + 1 < len(sched) else cfg.phase1_epochs
+        end = min(end, cfg.phase1_epochs)
+        if end > start:
+            stages.append((start, end, n))
+    return stages
+
+
+def distribution_strategy(startup_timeout_s: float = 300.0) -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster (Kubeflow TFJob / Vertex AI
+    Training set it), else the default single-device strategy (poster_similarity/components/distributed.py)."""
+    return distributed.make_strategy(startup_timeout_s)
+
+
+def is_chief() -> bool:
+    """The chief is the `chief` task, or worker 0 when the cluster has no chief (or no TF_CONFIG)."""
+    return distributed.cluster_from_env().is_chief
+
+
+class Progress(tf.keras.callbacks.Callback):
+    """One readable line per epoch with the phase, metrics and an ETA for the phase."""
+
+    def __init__(self, phase: str, total_epochs: int):
+        super().__init__()
+        self.phase, self.total, self.durations, self.t_epoch = phase, total_epochs, [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t_epoch = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.durations.append(time.perf_counter() - self.t_epoch)
+        eta = float(np.mean(self.durations)) * (self.total - epoch - 1)
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        log.info("%s epoch %d/%d: %s (%.1f s, ETA %.0f s)", self.phase, epoch + 1, self.total, metrics,
+                 self.durations[-1], eta)
+
+
+def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
+    """Both phases; returns (full model, embedding tower, Features, history dict).
+
+    Per-replica batches are `batch_size` (phase 1) and P×K (phase 2); the global batch is that ×
+    replicas. Each epoch is checkpointed under `log_dir/backup/` and a restarted job resumes there.
+    """
+    tf.keras.utils.set_random_seed(cfg.seed)
+    feats = Features.from_transform(cfg, tft_output)
+    strategy = distribution_strategy(cfg.distributed.startup_timeout_s)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = model_lib.build_model(
+            cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
+        )
+    state = distributed.TrainingState(log_dir)
+    state.restore_weights(model)
+    train_list, eval_list = _files(train_files), _files(eval_files)
+    counts = count_labels(feats, train_files)  # one pass over the labels: epoch length + P×K classes
+    n_train = sum(counts.values())
+    steps = max(1, math.ceil(n_train / (cfg.batch_size * replicas)))
+    eval_steps = max(1, math.ceil(sum(count_labels(feats, eval_files).values()) / (cfg.batch_size * replicas)))
+    train_ds = distributed.distributed_dataset(
+        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, True, cfg.seed), train_list)
+    eval_ds = distributed.distributed_dataset(
+        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, False, cfg.seed), eval_list, repeat=True)
+    history: dict[str, list] = dict(state.history)
+    history["input_sharding"] = {"workers": distributed.cluster_from_env().num_workers, "replicas": replicas,
+                                 "train": distributed.shard_policy(len(train_list), replicas),
+                                 "eval": distributed.shard_policy(len(eval_list), replicas)}
+    log.info("%d replica(s); input sharding %s; global batch %d", replicas, history["input_sharding"],
+             cfg.batch_size * replicas)
+
+    tb1 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase1_genres"), update_freq="epoch")
+    progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs)
+    for start, end, n_blocks in _schedule_stages(cfg):
+        opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
+        segment = f"phase1_epoch{start}"
+        if segment in state.done:
+            continue
+        log.info("phase 1 epochs %d-%d: top %d blocks open (%d layers)", start, end, n_blocks, opened)
+        with strategy.scope():
+            model.compile(
+                optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
+                loss={model_lib.LOGIT_LAYER: tf.keras.losses.BinaryCrossentropy(from_logits=True)},
+                metrics={model_lib.LOGIT_LAYER: [tf.keras.metrics.AUC(multi_label=True, from_logits=True,
+                                                                      name="auc")]},
+            )
+        h = model.fit(train_ds, validation_data=eval_ds, epochs=end, initial_epoch=start,
+                      steps_per_epoch=steps, validation_steps=eval_steps,
+                      callbacks=state.callbacks(segment, model) + [tb1, progress1], verbose=0)
+        for key, vals in h.history.items():
+            history.setdefault(f"phase1/{key}", []).extend(float(v) for v in vals)
+        state.finish(segment, model, history)
+
+    with strategy.scope():
+        tower = model_lib.embedding_model(model)
+    if eval_files is not None and "phase1_eval" not in history:  # phase-1 quality, to compare honestly
+        _, emb, gen = embed_dataset(tower, feats, eval_files)
+        history["phase1_eval"] = retrieval_report(emb, gen)
+    valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
+    if "phase2" in state.done:  # a restart after training finished (e.g. during the export)
+        print("[trainer] phase 2 already finished: its weights were restored")
+    elif cfg.phase2_epochs > 0 and len(valid) >= 2:
+        p = min(cfg.batch_p, len(valid))
+        pk = distributed.distributed_dataset(
+            strategy, lambda f: pk_dataset(feats, f, p, cfg.batch_k, valid, cfg.seed), train_list)
+        steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k * replicas)))
+        with strategy.scope():
+            tower.compile(optimizer=tf.keras.optimizers.Adam(cfg.phase2_lr), loss=triplet_loss(cfg))
+        tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
+        log.info("phase 2: %d epochs × %d steps of P×K = %d×%d per replica", cfg.phase2_epochs, steps2, p,
+                 cfg.batch_k)
+        progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)
+        h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2,
+                      callbacks=state.callbacks("phase2", tower) + [tb2, progress2], verbose=0)
+        history["phase2/loss"] = [float(v) for v in h.history.get("loss", [])]
+        history["phase2/epochs_run"] = [int(e) for e in h.epoch]  # fewer after a resume
+        state.finish("phase2", model, history)  # the full model: the tower shares its layers
+    else:
+        log.info("phase 2 skipped: %d labels with ≥2 examples, epochs=%d", len(valid), cfg.phase2_epochs)
+    return model, tower, feats, history
+
+
+def scrambled_tower(tower: tf.keras.Model) -> tf.keras.Model:
+    """Test-only (config `scramble_embeddings`): a deliberately bad model whose embedding is random
+    noise seeded by the image's pixels — deterministic per poster, meaningless across posters —
+    so tests can prove the Evaluator's gate blocks a worse model."""
+
+    def noise(images):
+        seeds = tf.strings.to_hash_bucket_fast(
+            tf.map_fn(tf.io.serialize_tensor, images, fn_output_signature=tf.string), 2**31 - 1)
+        vecs = tf.map_fn(lambda s: tf.random.stateless_normal([tower.output.shape[-1]], tf.stack([s, s])),
+                         seeds, fn_output_signature=tf.float32)
+        return tf.math.l2_normalize(vecs, axis=-1)
+
+    out = tf.keras.layers.Lambda(noise, name="scrambled_embedding")(tower.input)
+    return tf.keras.Model(tower.input, out, name="scrambled_tower")
+
+
+def run_fn(fn_args):
+    """TFX Trainer entry point (GenericExecutor), on one machine or on every replica of a cluster.
+
+    Every worker trains; every worker runs the export (collectives may read variables), but only
+    the chief writes to the real model, projector and report paths: the others write to temp
+    folders, delete them, then wait for the chief's export so TFX's check passes on every replica.
+
+    Args:
+        fn_args: TFX's `FnArgs`: `custom_config["config"]` (the config subset), `transform_output`,
+            `train_files` / `eval_files` (transformed examples), `model_run_dir` (TensorBoard logs,
+            projector, checkpoints) and `serving_model_dir` (the tower SavedModel IndexBuilder wraps).
+    """
+    from poster_similarity.components import tower as tower_export
+
+    cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
+    tft_output = tft.TFTransformOutput(fn_args.transform_output)
+    log_dir = fn_args.model_run_dir
+    model, tower, feats, history = train(cfg, tft_output, fn_args.train_files, fn_args.eval_files, log_dir)
+    if cfg.scramble_embeddings:
+        tower = scrambled_tower(tower)
+
+    cluster = distributed.cluster_from_env()
+    report_dir = distributed.write_dir(os.path.join(log_dir, "retrieval"), cluster)
+    projector_dir = distributed.write_dir(os.path.join(log_dir, "projector"), cluster)
+    export_dir = distributed.write_dir(fn_args.serving_model_dir, cluster)
+    _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
+    report = retrieval_report(eval_emb, eval_genres)
+    log.info("eval retrieval: %s", json.dumps(report))
+    writer = tf.summary.create_file_writer(report_dir)
+    with writer.as_default():
+        for key, val in report.items():
+            tf.summary.scalar(key, val, step=0)
+    writer.close()
+    tower_export.write_projector(tower, feats, fn_args.eval_files, projector_dir)
+    tower_export.export_tower(model, tower, feats, tft_output, export_dir,
+                              report={"training_history": history, "eval_retrieval": report})
+    if cluster.is_chief:
+        return
+    for path in (os.path.join(log_dir, "retrieval"), os.path.join(log_dir, "projector"), fn_args.serving_model_dir):
+        distributed.remove_temp(path, cluster)
+    chief_export = os.path.join(fn_args.serving_model_dir, "saved_model.pb")
+    if not distributed.wait_for(chief_export, cfg.distributed.export_wait_s):
+        log.warning("the chief's export %s did not appear within %.0f s", chief_export,
+                    cfg.distributed.export_wait_s)

@@ -1,0 +1,250 @@
+"""One typed config for the whole pipeline.
+
+Flow: defaults here → YAML/JSON file → `--set key=value` overrides → `PipelineConfig`, passed to
+the Transform/Trainer module files as `custom_config={"config": cfg.to_dict()}` and rebuilt there
+with `PipelineConfig.from_dict`, so no module re-declares a setting.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+# Nested config objects ---------------------------------------------------------------------------
+
+
+@dataclass
+class IndexConfig:
+    """Retrieval index bundled in the SavedModel; None → derived from catalogue size."""
+
+    kind: str = "scann"  # "scann" (needs ScaNN ops in the server) | "brute_force" (stock TF ops)
+    k: int = 10
+    num_leaves: int | None = None  # default ≈ sqrt(N)
+    num_leaves_to_search: int | None = None  # default: tuned toward `recall_target`
+    dimensions_per_block: int = 2
+    anisotropic_quantization_threshold: float = 0.2  # not exposed by tfrs; see poster_similarity/components/export.py
+    training_iterations: int = 12
+    num_reordering_candidates: int | None = None  # default: 10·k (exact re-scoring of candidates)
+    recall_target: float = 0.95
+    min_catalogue_for_scann: int = 64  # below this ScaNN cannot partition: fall back to brute force
+
+
+@dataclass
+class GateConfig:
+    """Evaluator thresholds: absolute lower bounds + allowed drop vs the last blessed model."""
+
+    min_recall_at_10: float = 0.5
+    min_index_recall_at_10: float = 0.8
+    max_recall_drop: float = 0.05
+    max_map_drop: float = 0.05  # MAP@R vs the last blessed model (more sensitive than recall@10)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GateConfig:
+        """Thresholds from a mapping, checked like the pipeline config (unknown keys, types).
+
+        Raises:
+            ConfigError: an unknown threshold or a value of the wrong type.
+        """
+        return _build(cls, d, "gates.")
+
+
+@dataclass
+class DistributedConfig:
+    """Where the Trainer runs (poster_similarity/components/distributed.py, poster_similarity/pipeline/cluster.py).
+
+    `local`: in the pipeline's own process (LocalDagRunner, or the Kubeflow step's pod).
+    `vertex`: TFX's Vertex AI Trainer extension starts a CustomJob with `replica_count` replicas of
+    `image` (`docs/distributed-training.md`); the same fields render a Kubeflow TFJob manifest.
+    """
+
+    trainer_backend: str = "local"  # local | vertex
+    replica_count: int = 2  # workers in the job (the first is the chief)
+    machine_type: str = "n1-standard-8"
+    accelerator_type: str | None = None  # Vertex machine_spec, e.g. NVIDIA_TESLA_T4 (TFJob: nvidia.com/gpu)
+    accelerator_count: int = 0
+    image: str | None = None  # None → `pipeline_image`
+    project: str | None = None  # GCP project (vertex)
+    region: str = "us-central1"
+    namespace: str = "kubeflow"  # TFJob namespace
+    startup_timeout_s: float = 300.0  # every worker named in TF_CONFIG must join within this
+    export_wait_s: float = 1800.0  # non-chief workers wait this long for the chief's export
+
+
+@dataclass
+class PipelineConfig:
+    pipeline_name: str = "poster-similarity"
+    model_name: str = "posters"
+    data_root: str = "data/tfrecords"  # folder of TFRecords in the data contract (training posters)
+    catalogue_root: str | None = None  # folder of the posters to recommend; None → data_root
+    workdir: str = "workdir"  # holds pipeline_root/, metadata.sqlite, serving_model/
+    eval_buckets: int = 1  # hash split by movie_id: train_buckets : eval_buckets
+    train_buckets: int = 4
+
+    # Model
+    backbone: str = "nasnet_large"  # production default (GPU); configs/demo.yaml uses small_cnn on CPU
+    weights: str = "imagenet"  # "imagenet" | "none" | path to a local .h5 weights file
+    image_size: list[int] | None = None  # [H, W]; None → the backbone's native size
+    embedding_dim: int = 128
+    dropout: float = 0.2
+
+    # Phase 1: genre multi-label warm-up with progressive unfreezing
+    phase1_epochs: int = 3
+    phase1_lr: float = 1e-3
+    # [[epoch, n_top_blocks_trainable], ...]; -1 = every block. BatchNorm stays frozen.
+    unfreeze_schedule: list[list[int]] = field(default_factory=lambda: [[0, 0], [1, 1], [2, 2]])
+    batch_size: int = 32
+    augment: bool = True  # small crops + colour jitter in training (no flips)
+
+    # Phase 2: metric learning on the embedding layer
+    phase2_epochs: int = 3
+    phase2_steps_per_epoch: int | None = None  # None → catalogue size / (P·K)
+    phase2_lr: float = 3e-4
+    triplet_margin: float = 0.1
+    label_strategy: str = "primary"  # "primary" (first genre) | "combo" (exact genre set)
+    batch_p: int = 8  # classes per batch
+    batch_k: int = 4  # examples per class
+
+    seed: int = 42
+    scramble_embeddings: bool = False  # test-only: export noise embeddings to prove the gate blocks it
+    index: IndexConfig = field(default_factory=IndexConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+
+    # Beam: DirectRunner locally (explicit runner: Beam's default tries Prism, which downloads);
+    # configs/beam/*.yaml switch to DataflowRunner / FlinkRunner / SparkRunner.
+    beam_runner: str = "DirectRunner"
+    beam_direct_running_mode: str = "in_memory"  # in_memory | multi_threading | multi_processing
+    beam_direct_num_workers: int = 1
+    beam_extra_args: list[str] = field(default_factory=list)  # e.g. Dataflow/Flink/Spark flags
+
+    # Kubeflow (poster_similarity/kubeflow_runner.py)
+    pipeline_image: str = "poster-similarity-pipeline:latest"
+    kubeflow_pipeline_root: str | None = None  # e.g. gs://bucket/root; None → <workdir>/pipeline_root
+    kubeflow_serving_dir: str | None = None  # Pusher destination on Kubeflow, e.g. gs://bucket/serving/posters
+
+    # ---- derived paths --------------------------------------------------------------------------
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.workdir, "pipeline_root")
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.workdir, "metadata.sqlite")
+
+    @property
+    def serving_dir(self) -> str:
+        """Pusher destination: TF Serving's `<base>/<model_name>/<version>/` layout."""
+        return os.path.join(self.workdir, "serving_model", self.model_name)
+
+    def beam_pipeline_args(self) -> list[str]:
+        args = [f"--runner={self.beam_runner}"]
+        if self.beam_runner == "DirectRunner":
+            args.append(f"--direct_running_mode={self.beam_direct_running_mode}")
+            if self.beam_direct_running_mode != "in_memory":
+                args.append(f"--direct_num_workers={self.beam_direct_num_workers}")
+        return args + list(self.beam_extra_args)
+
+    # ---- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PipelineConfig:
+        return _build(cls, d, "")
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown field or has the wrong type."""
+
+
+def _build(cls, d: dict[str, Any], prefix: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"unknown config field(s): {', '.join(prefix + u for u in unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, value, f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check(typ, value, prefix + name)
+    return cls(**kwargs)
+
+
+def _check(typ, value, name):
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if value is None:
+        if type(None) in args:
+            return None
+        raise ConfigError(f"{name}: must not be null")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)]
+        return _check(inner[0], value, name)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        return [_check(args[0], v, name) for v in value] if args else value
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ in (int, float, str, bool) and not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise ConfigError(f"{name}: expected {typ.__name__}, got {value!r}")
+    return value
+
+
+def _parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars/lists: `3`, `0.1`, `none`, `[[0, -1]]`, `small_cnn`."""
+    import yaml
+
+    v = yaml.safe_load(text)
+    return None if isinstance(v, str) and v.lower() in ("null", "~") else v
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, **fields: Any) -> PipelineConfig:
+    """Defaults ← file (YAML or JSON) ← `key=value` overrides (dotted keys for nested) ← kwargs."""
+    d: dict[str, Any] = {}
+    if path:
+        import yaml
+
+        if not os.path.exists(path):
+            raise ConfigError(f"config file not found: {path}")
+        with open(path) as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at top level")
+        d.update(loaded)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
+        key, text = item.split("=", 1)
+        node = d
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _parse_value(text)
+    d.update({k: v for k, v in fields.items() if v is not None})
+    return PipelineConfig.from_dict(d)
+
+
+def load_config_from_env(default_path: str | None = None, **fields: Any) -> PipelineConfig:
+    """The config of a runner file that the TFX CLI executes as `__main__` (it passes no arguments).
+
+    Args:
+        default_path: config file used when `POSTERS_CONFIG` is unset.
+        **fields: field values that win over the file and the overrides (as in `load_config`).
+
+    Returns:
+        `load_config(POSTERS_CONFIG, POSTERS_SET split on ";", **fields)`.
+    """
+    overrides = [s for s in os.environ.get("POSTERS_SET", "").split(";") if s.strip()]
+    return load_config(os.environ.get("POSTERS_CONFIG", default_path), overrides, **fields)

@@ -1,0 +1,242 @@
+"""`posters gallery`: a static, offline HTML page (+ PNG contact sheet) of what the served model answers.
+
+Every neighbour on the page comes from the running model server through `PosterClient` (REST, or
+gRPC with `--grpc`): `similar` for the query rows, `embed` + `neighbors` for the style mix,
+`recommend` for "Because you watched". The catalogue TFRecords only supply the pictures, titles
+and genres. Output:
+
+    DIR/index.html          the page (inline CSS, no external resources)
+    DIR/contact_sheet.png   the same rows drawn with Pillow
+    DIR/gallery.json        the raw answers (ids, scores) + the choices made, for tools and tests
+    DIR/img/<id>.jpg        every catalogue poster shown
+
+No TFX import; TensorFlow is imported only inside `core.tfrecords` to read the catalogue. The page
+itself is drawn by `serving.gallery_page`.
+"""
+from __future__ import annotations
+
+import argparse
+import glob as globlib
+import hashlib
+import json
+import os
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from poster_similarity.serving.gallery_page import (
+    METRICS,
+    K,
+    Poster,
+    Row,
+    fmt_metric,
+    render_contact_sheet,
+    render_html,
+    write_images,
+)
+
+# --- catalogue --------------------------------------------------------------------------------------
+
+def read_catalogue(pattern: str) -> list[Poster]:
+    """Metadata of every catalogue poster (image bytes are dropped: see `read_images`)."""
+    from poster_similarity.core import tfrecords
+
+    if not globlib.glob(pattern):
+        raise FileNotFoundError(f"--catalogue {pattern!r} matches no files")
+    out, seen = [], set()
+    for ex in tfrecords.read_examples(pattern):
+        mid = ex["movie_id"]
+        if mid and mid not in seen:
+            seen.add(mid)
+            out.append(Poster(mid, ex["title"], list(ex["genres"]), int(ex["year"] or 0)))
+    return out
+
+
+def read_images(pattern: str, ids: Iterable[str]) -> dict[str, bytes]:
+    """Encoded image bytes of the given ids (a second streaming pass: big catalogues stay off RAM)."""
+    from poster_similarity.core import tfrecords
+
+    want = set(ids)
+    out: dict[str, bytes] = {}
+    for ex in tfrecords.read_examples(pattern):
+        if ex["movie_id"] in want and ex["movie_id"] not in out:
+            out[ex["movie_id"]] = ex["image"]
+            if len(out) == len(want):
+                break
+    return out
+
+
+# --- deterministic choices (pure) -------------------------------------------------------------------
+
+def _key(seed: int, movie_id: str) -> str:
+    return hashlib.sha1(f"{seed}:{movie_id}".encode()).hexdigest()
+
+
+def spread_order(catalogue: Sequence[Poster], seed: int = 0) -> list[Poster]:
+    """All posters, round-robin over primary genres (genres sorted by name, posters by a seeded hash).
+
+    The first n of this order are n query posters spread across genres; the same catalogue and seed
+    always give the same order, whatever the order of the TFRecords.
+    """
+    by_genre: dict[str, list[Poster]] = defaultdict(list)
+    for p in catalogue:
+        by_genre[p.primary].append(p)
+    queues = [sorted(by_genre[g], key=lambda p: (_key(seed, p.movie_id), p.movie_id)) for g in sorted(by_genre)]
+    out: list[Poster] = []
+    depth = 0
+    while len(out) < len(catalogue):
+        for q in queues:
+            if depth < len(q):
+                out.append(q[depth])
+        depth += 1
+    return out
+
+
+def choose_queries(catalogue: Sequence[Poster], n: int, seed: int = 0) -> list[Poster]:
+    return spread_order(catalogue, seed)[:max(0, n)]
+
+
+def choose_mix(catalogue: Sequence[Poster], exclude: Iterable[str] = (), seed: int = 0) -> tuple[Poster, Poster] | None:
+    """Two posters for the style mix: genres as different as possible (disjoint, else other primary)."""
+    skip = set(exclude)
+    pool = [p for p in spread_order(catalogue, seed) if p.movie_id not in skip] or list(spread_order(catalogue, seed))
+    if len(pool) < 2:
+        return None
+    a = pool[0]
+    for cond in (lambda p: not set(p.genres) & set(a.genres), lambda p: p.primary != a.primary, lambda p: True):
+        for b in pool[1:]:
+            if cond(b):
+                return a, b
+    return None
+
+
+def choose_history(catalogue: Sequence[Poster], exclude: Iterable[str] = (), size: int = 3,
+                   seed: int = 0) -> list[Poster]:
+    """A short watch history: `size` posters of the catalogue's most common primary genre."""
+    skip = set(exclude)
+    counts = Counter(p.primary for p in catalogue)
+    if not counts:
+        return []
+    genre = sorted(counts, key=lambda g: (-counts[g], g))[0]
+    pool = [p for p in spread_order(catalogue, seed) if p.primary == genre]
+    fresh = [p for p in pool if p.movie_id not in skip]
+    return (fresh + [p for p in pool if p.movie_id in skip])[:size]
+
+
+# --- answers from the server ------------------------------------------------------------------------
+
+def ask_server(client, catalogue: Sequence[Poster], images: dict[str, bytes], queries: Sequence[Poster],
+               mix: tuple[Poster, Poster] | None, history: Sequence[Poster], k: int = K) -> list[Row]:
+    """All rows of the page, answered by the served model."""
+    rows: list[Row] = []
+    if queries:
+        answers: list[list[tuple[str, float]]] = []
+        for start in range(0, len(queries), 16):
+            chunk = queries[start:start + 16]
+            answers += client.similar([images[p.movie_id] for p in chunk], k)
+        for i, (p, ans) in enumerate(zip(queries, answers, strict=True), 1):
+            rows.append(Row("query", f"Query {i}: {p.title or p.movie_id}", [p.movie_id], ans, [set(p.genres)]))
+    if mix is not None:
+        emb = np.asarray(client.embed([images[mix[0].movie_id], images[mix[1].movie_id]]), dtype=np.float32)
+        mean = emb.mean(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        ans = client.neighbors(mean, k)[0]
+        heading = f"{mix[0].title or mix[0].movie_id} ({mix[0].primary}) + {mix[1].title or mix[1].movie_id} " \
+                  f"({mix[1].primary})"
+        rows.append(Row("mix", heading, [mix[0].movie_id, mix[1].movie_id], ans,
+                        [set(mix[0].genres), set(mix[1].genres)]))
+    if history:
+        ans = client.recommend([[p.movie_id for p in history]], k)[0]
+        common = Counter(g for p in history for g in p.genres).most_common(1)[0][0]
+        heading = "Watched " + ", ".join(p.title or p.movie_id for p in history) + f" (mostly {common})"
+        rows.append(Row("history", heading,
+                        [p.movie_id for p in history], ans, [set(p.genres) for p in history]))
+    return rows
+
+
+def served_version(client) -> str | None:
+    try:
+        st = client.status()
+    except Exception:  # the page still renders without it
+        return None
+    versions = [str(v.get("version")) for v in st.get("model_version_status", [])
+                if str(v.get("state", "")).upper() == "AVAILABLE"]
+    return versions[0] if versions else None
+
+
+# --- driver -----------------------------------------------------------------------------------------
+
+def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6, metrics_path: str | None = None,
+                  seed: int = 0, k: int = K) -> str:
+    """Ask the server, write DIR/index.html + contact_sheet.png + gallery.json + img/; returns index.html."""
+    metrics_doc = None
+    if metrics_path:
+        with open(metrics_path) as f:
+            metrics_doc = json.load(f)
+    catalogue_list = read_catalogue(catalogue_glob)
+    if not catalogue_list:
+        raise ValueError(f"--catalogue {catalogue_glob!r} holds no posters")
+    qs = choose_queries(catalogue_list, queries, seed)
+    used = {p.movie_id for p in qs}
+    mix = choose_mix(catalogue_list, used, seed)
+    used |= {p.movie_id for p in mix or ()}
+    history = choose_history(catalogue_list, used, 3, seed)
+    inputs = [p.movie_id for p in qs] + [p.movie_id for p in mix or ()] + [p.movie_id for p in history]
+    images = read_images(catalogue_glob, inputs)
+
+    rows = ask_server(client, catalogue_list, images, qs, mix, history, k)
+    version = served_version(client)
+
+    shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbors]))
+    images.update(read_images(catalogue_glob, [m for m in shown if m not in images]))
+    os.makedirs(out_dir, exist_ok=True)
+    srcs = write_images(images, shown, os.path.join(out_dir, "img"))
+    catalogue = {p.movie_id: p for p in catalogue_list}
+    server = getattr(client, "server", "?")
+    protocol = getattr(client, "protocol", "rest")
+    model_name = getattr(client, "model_name", "posters")
+    page = render_html(rows, catalogue, srcs, model_name=model_name, server=server, protocol=protocol,
+                       version=version, metrics_doc=metrics_doc, catalogue_size=len(catalogue_list))
+    index = os.path.join(out_dir, "index.html")
+    with open(index, "w", encoding="utf-8") as f:
+        f.write(page)
+    m = (metrics_doc or {}).get("metrics") or {}
+    line = ""
+    if metrics_doc is not None:
+        line = ("blessed" if metrics_doc.get("blessed") else "NOT blessed") + f" · version {version or '?'} · " + \
+               " · ".join(f"{label} {fmt_metric(m.get(key))}" for key, label in METRICS if key in m)
+    render_contact_sheet(rows, catalogue, images, os.path.join(out_dir, "contact_sheet.png"), line)
+    with open(os.path.join(out_dir, "gallery.json"), "w") as f:
+        json.dump({
+            "model_name": model_name, "server": server, "protocol": protocol, "served_version": version,
+            "catalogue": catalogue_glob, "catalogue_size": len(catalogue_list),
+            "blessed": (metrics_doc or {}).get("blessed"), "metrics": m,
+            "rows": [{"kind": r.kind, "heading": r.heading, "inputs": r.inputs,
+                      "neighbors": [[mid, score] for mid, score in r.neighbors]} for r in rows],
+        }, f, indent=1)
+    return index
+
+
+def main(args: argparse.Namespace) -> int:
+    from poster_similarity.serving.client import PosterClient, ServerUnavailable, ServingError
+
+    protocol = "grpc" if getattr(args, "grpc", False) else "rest"
+    client = PosterClient(args.server, args.model_name, protocol=protocol)
+    try:
+        index = build_gallery(client, args.catalogue, args.out, queries=args.queries,
+                              metrics_path=getattr(args, "metrics", None), seed=getattr(args, "seed", 0))
+    except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
+        print(f"posters gallery: error: {e}", file=sys.stderr)
+        return 2
+    except ServerUnavailable as e:
+        print(f"posters gallery: error: {e}", file=sys.stderr)
+        return 2
+    except ServingError as e:
+        print(f"posters gallery: error: the server rejected a request: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(os.path.abspath(index))
+    return 0
