@@ -206,7 +206,7 @@ if csv_path and os.path.isfile(csv_path):
         rows = [(r["movie_id"], os.path.join(sample_dir, r["poster"])) for r in csv.DictReader(f)]
     rows = [r for r in rows if os.path.isfile(r[1])]
 if len(rows) < 4:
-    from core import tfrecords
+    from poster_similarity.core import tfrecords
     rows = []
     for ex in tfrecords.read_examples(pattern):
         if not rows:

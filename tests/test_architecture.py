@@ -203,6 +203,18 @@ def graph():
     return g
 
 
+def test_every_cli_subcommand_names_a_project_module():
+    """`_lazy(name)` imports `name` only when its subcommand runs: a misspelt or moved module would
+    pass every import-time check and fail in front of the user."""
+    files = module_files(ROOT)
+    cli = os.path.join(ROOT, PACKAGE, "posters", "cli.py")
+    tree = ast.parse(open(cli, encoding="utf-8").read())
+    lazy = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, "id", "") == "_lazy" and n.args and isinstance(n.args[0], ast.Constant)]
+    assert len(lazy) >= 8 and f"{PACKAGE}.local_runner" in lazy
+    assert [m for m in lazy if m not in files] == []
+
+
 def test_imports_flow_one_way(graph):
     assert layering_violations(graph) == []
 

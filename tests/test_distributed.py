@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from poster_similarity.components import distributed, trainer
 from poster_similarity.core.config import load_config
-from tests.test_trainer import H, W, _features, _write_transformed
+from tests.transformed_data import H, W, transformed_features, write_transformed
 
 IMAGE = "europe-docker.pkg.dev/proj/repo/poster-similarity:1.2"
 
@@ -45,8 +45,8 @@ def _labels(ds, n):
 
 def test_data_sharding_gives_each_replica_whole_pk_batches_and_disjoint_shares(tmp_path):
     labels = [0] * 12 + [1] * 10 + [2] * 9 + [3] * 8
-    _write_transformed(tmp_path / "t.gz", labels)
-    feats = _features(load_config(None, [f"image_size=[{H}, {W}]", "augment=false"]))
+    write_transformed(tmp_path / "t.gz", labels)
+    feats = transformed_features(load_config(None, [f"image_size=[{H}, {W}]", "augment=false"]))
     files = [str(tmp_path / "t.gz")]
 
     def make(f):
@@ -64,9 +64,9 @@ def test_data_sharding_gives_each_replica_whole_pk_batches_and_disjoint_shares(t
 
 
 def test_file_sharding_reads_only_the_workers_files(tmp_path):
-    _write_transformed(tmp_path / "a.gz", [0] * 6)
-    _write_transformed(tmp_path / "b.gz", [1] * 6)
-    feats = _features(load_config(None, [f"image_size=[{H}, {W}]", "augment=false"]))
+    write_transformed(tmp_path / "a.gz", [0] * 6)
+    write_transformed(tmp_path / "b.gz", [1] * 6)
+    feats = transformed_features(load_config(None, [f"image_size=[{H}, {W}]", "augment=false"]))
     files = [str(tmp_path / "a.gz"), str(tmp_path / "b.gz")]
 
     def make(f):

@@ -17,7 +17,7 @@ from poster_similarity.serving.image_header import (
 from poster_similarity.serving.server.codec import check_images
 from poster_similarity.serving.server.errors import RequestError
 from poster_similarity.serving.server.limits import Limits
-from tests.test_serving_hostile import bmp_header, gif_header, jpeg_header, png_header, webp_header
+from tests.serving_helpers import bmp_header, gif_header, jpeg_header, png_header, webp_header
 
 
 def encode(fmt: str, w: int, h: int, **kw) -> bytes:

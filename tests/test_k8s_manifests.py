@@ -24,8 +24,8 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from poster_similarity.components.export import INDEX_REPORT
 from poster_similarity.serving.tfs_protos import monitoring_config_cls
+from tests.dockerfiles import dockerfile_env, dockerfile_user
 from tests.helpers import PKG
-from tests.test_tfs_recipe import dockerfile_env, dockerfile_user
 
 K8S, CONFIG = Path(PKG) / "serving" / "k8s", Path(PKG) / "serving" / "config"
 KINDS = ("scann", "brute_force")  # what components.export.build_index can export

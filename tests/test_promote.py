@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from poster_similarity.pipeline import promote, validate
+from tests.helpers import ROOT
 
 
 def _labels(path, name="posters"):
@@ -64,8 +65,7 @@ def test_cd_workflow_runs_the_pipeline_then_promotes_the_pushed_version():
 
     from poster_similarity.posters.cli import build_parser
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    wf = yaml.safe_load(open(os.path.join(root, ".github", "workflows", "cd.yml")))
+    wf = yaml.safe_load(open(os.path.join(ROOT, ".github", "workflows", "cd.yml")))
     steps = [s.get("run", "") for s in wf["jobs"]["pipeline-then-promote"]["steps"]]
     commands = [line.strip() for s in steps for line in s.replace("\\\n", " ").splitlines()
                 if line.strip().startswith(".venv/bin/posters ")]

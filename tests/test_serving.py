@@ -6,7 +6,6 @@ right answers known: a poster of catalogue colour i has movie `<prefix>i` as top
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import queue
@@ -16,8 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from argparse import Namespace
 from http.client import HTTPConnection
 
@@ -30,21 +27,8 @@ from poster_similarity.serving.client import PosterClient, ServerUnavailable, Se
 from poster_similarity.serving.server import ModelServer
 from poster_similarity.serving.server import main as server_main
 from tests.helpers import POSTERS_CLI, ROOT
+from tests.serving_helpers import b64, http
 from tests.tiny_model import COLOURS, DIM, SIGNATURES, K, png, save_model
-
-
-def b64(data: bytes) -> dict:
-    return {"b64": base64.b64encode(data).decode("ascii")}
-
-
-def http(method: str, url: str, body=None, raw: bytes | None = None) -> tuple[int, dict]:
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def free_port() -> int:

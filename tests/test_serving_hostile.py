@@ -11,10 +11,8 @@ import json
 import random
 import shutil
 import socket
-import struct
 import threading
 import time
-import zlib
 
 import grpc
 import numpy as np
@@ -22,6 +20,7 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from tests.serving_helpers import bmp_header, gif_header, jpeg_header, png_header, webp_header
 from tests.serving_models import COLOURS, DIM, png, save_scann_model
 from tests.serving_process import RssSampler, ServerProcess
 
@@ -78,34 +77,6 @@ def post(port: int, body: bytes, headers: str = "Content-Type: application/json\
 def good_body() -> bytes:
     jpeg = tf.io.encode_jpeg(np.full((48, 32, 3), COLOURS[1], np.uint8)).numpy()
     return json.dumps({"instances": [{"b64": base64.b64encode(jpeg).decode()}]}).encode()
-
-
-# -- image headers declaring 12,000 x 12,000 pixels in a few hundred bytes -------------------------
-def png_header(w: int, h: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    idat = zlib.compress(b"\x00" * 4096)
-    return (b"\x89PNG\r\n\x1a\n" + chunk + struct.pack(">I", len(idat)) + b"IDAT" + idat
-            + struct.pack(">I", zlib.crc32(b"IDAT" + idat)))
-
-
-def jpeg_header(w: int, h: int) -> bytes:
-    sof = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, h, w, 1) + b"\x01\x11\x00"
-    return b"\xff\xd8\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + sof
-
-
-def gif_header(w: int, h: int) -> bytes:
-    return b"GIF89a" + struct.pack("<HHBBB", w, h, 0, 0, 0) + b"\x2c" + struct.pack("<HHHHB", 0, 0, w, h, 0) \
-        + b"\x02\x02\x44\x01\x00\x3b"
-
-
-def bmp_header(w: int, h: int) -> bytes:
-    return b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, w, h, 1, 24, 0, 0, 0, 0, 0, 0)
-
-
-def webp_header(w: int, h: int) -> bytes:
-    vp8x = struct.pack("<I", 0) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
-    return b"RIFF" + struct.pack("<I", 4 + 8 + len(vp8x)) + b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
 
 
 # -- probes ----------------------------------------------------------------------------------------

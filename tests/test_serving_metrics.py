@@ -14,8 +14,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from poster_similarity.serving.server import ModelServer
 from poster_similarity.serving.server.metrics import CONTENT_TYPE, PATH, render
-from tests.test_serving import COLOURS, b64, http, png
-from tests.tiny_model import save_model
+from tests.serving_helpers import b64, http
+from tests.tiny_model import COLOURS, png, save_model
 
 SAMPLE = re.compile(r'^([A-Za-z_:][A-Za-z0-9_:]*)(\{[^}]*\})? (\S+)$')
 

@@ -20,9 +20,10 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from poster_similarity.serving.server import Limits, ModelServer
 from poster_similarity.serving.server.errors import from_tf_error
+from tests.serving_helpers import b64, http
 from tests.serving_models import save_scann_model
 from tests.serving_process import ServerProcess
-from tests.test_serving import COLOURS, b64, http, png
+from tests.tiny_model import COLOURS, png, save_model
 
 
 class Echo(tf.Module):
@@ -34,8 +35,6 @@ class Echo(tf.Module):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, request):
     root = tmp_path_factory.mktemp("parity")
-    from tests.test_serving import save_model
-
     save_model(str(root / "posters" / "1"), seed=1, prefix="m")
     m = Echo()
     tf.saved_model.save(m, str(root / "echo" / "1"), signatures={"serving_default": m.serving_default})
@@ -181,8 +180,6 @@ def test_every_error_is_json(server, request_bytes, status):
 
 
 def test_drain_answers_in_flight_and_refuses_new(tmp_path):
-    from tests.test_serving import save_model
-
     save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
     srv = ModelServer(str(tmp_path / "posters"), rest_port=0, grpc_port=None, poll_seconds=60).start()
     url = f"http://127.0.0.1:{srv.rest_port}/v1/models"
@@ -267,8 +264,6 @@ def test_sigterm_drains_a_real_process(tmp_path):
 
 
 def test_grpc_concurrency_and_message_caps(tmp_path):
-    from tests.test_serving import save_model
-
     save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
     srv = ModelServer(str(tmp_path / "posters"), rest_port=None, grpc_port=0, poll_seconds=60,
                       limits=Limits(grpc_max_concurrent_rpcs=1, grpc_max_message_bytes=64 << 10)).start()
@@ -312,8 +307,6 @@ def test_grpc_concurrency_and_message_caps(tmp_path):
 
 
 def test_read_timeout_idle_closes_silently_partial_gets_408(tmp_path):
-    from tests.test_serving import save_model
-
     save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
     srv = ModelServer(str(tmp_path / "posters"), rest_port=0, grpc_port=None, poll_seconds=60,
                       limits=Limits(read_timeout_s=0.5)).start()
@@ -345,7 +338,6 @@ def test_connection_cap_closes_only_idle_connections(tmp_path):
     idle now, so D goes. E sends its headers; F arrives with A, C, E all busy: F gets a 503 JSON.
     A and C then finish their bodies and are answered 200: no request in progress lost its connection.
     """
-    from tests.test_serving import save_model
 
     save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
     srv = ModelServer(str(tmp_path / "posters"), rest_port=0, grpc_port=None, poll_seconds=60,

@@ -16,7 +16,8 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc as psg
 from poster_similarity.serving.server import ModelServer, RetryPolicy
 from poster_similarity.serving.server.config import parse_model_config
 from poster_similarity.serving.server.versions import scan_versions
-from tests.test_serving import COLOURS, b64, http, png, save_model
+from tests.serving_helpers import b64, http
+from tests.tiny_model import COLOURS, png, save_model
 
 CONFIG = """
 model_config_list {{

@@ -51,6 +51,20 @@ def test_without_docker_the_plain_run_fails(no_daemon, tmp_path):
         assert absent.returncode == 0 and absent.stdout.startswith("SKIPPED")
 
 
+def test_a_failed_image_build_stops_the_run(tmp_path):
+    """`image="$(image_for kind)"`: bash ignores a failure inside `$(...)` unless inherit_errexit is
+    set, so a failed `docker build` would go on to `docker run` an old image of the same tag."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "docker"
+    fake.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n"
+                    "case \"$1\" in info) exit 0 ;; build) echo 'build failed' >&2; exit 1 ;; *) exit 1 ;; esac\n")
+    fake.chmod(0o755)
+    res = _run(["--kinds", "brute_force"], [tmp_path, "/usr/bin", "/bin"], timeout=600)
+    assert res.returncode != 0, res.stdout + res.stderr
+    verbs = [line.split()[0] for line in calls.read_text().splitlines()]
+    assert "build" in verbs and "run" not in verbs, verbs
+
+
 def test_unknown_argument_is_an_error(no_daemon):
     assert _run(["--bogus"], no_daemon).returncode == 2
 

@@ -12,60 +12,29 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import re
 import shlex
 import textwrap
-from functools import cache
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import PKG
-
-DOCKER = Path(PKG) / "serving" / "docker"
-TF_SERVING_2_15_1_TF_COMMIT = "5b2454e3de818c7ac24cf7fbb8d82aed83a577ca"
-
-
-# --- Dockerfile reading --------------------------------------------------------------------------
-@cache
-def instructions(name: str) -> tuple[tuple[str, str], ...]:
-    out, buf = [], ""
-    for line in (DOCKER / name).read_text().splitlines():
-        s = line.strip()
-        if s.startswith("#") or (not s and not buf):
-            continue  # comment lines are dropped, also inside a continued instruction
-        if s.endswith("\\"):
-            buf += s[:-1] + " "
-            continue
-        cmd, _, args = (buf + s).partition(" ")
-        out.append((cmd.upper(), args.strip()))
-        buf = ""
-    return tuple(out)
-
-
-def final_stage(name: str) -> list[tuple[str, str]]:
-    ins = list(instructions(name))
-    last_from = max(i for i, (cmd, _) in enumerate(ins) if cmd == "FROM")
-    return ins[last_from:]
-
-
-def _assignments(args: str) -> dict[str, str]:
-    return dict(tok.split("=", 1) if "=" in tok else (tok, "") for tok in shlex.split(args))
-
-
-def dockerfile_env(name: str) -> dict[str, str]:
-    return {k: v for cmd, args in final_stage(name) if cmd == "ENV" for k, v in _assignments(args).items()}
-
-
-def dockerfile_user(name: str) -> str:
-    return [args for cmd, args in final_stage(name) if cmd == "USER"][-1]
-
-
-def build_args(name: str) -> dict[str, str]:
-    return {k: v for cmd, args in instructions(name) if cmd == "ARG" for k, v in _assignments(args).items()}
-
-
-def runs(name: str) -> list[str]:
-    return [args for cmd, args in instructions(name) if cmd == "RUN"]
+from tests.dockerfiles import (
+    COMMIT_PINS,
+    DOCKER,
+    PATCH_IN_TFS,
+    PROJECT_PATCH,
+    SCANN_1_3_0_COMMIT,
+    TF_SERVING_2_15_1_TF_COMMIT,
+    build_args,
+    dockerfile_user,
+    final_stage,
+    instructions,
+    recipe,
+    runs,
+    stage_copies,
+)
+from tests.helpers import ROOT
 
 
 # --- the images ----------------------------------------------------------------------------------
@@ -96,17 +65,32 @@ def test_scann_build_pins_and_order():
     assert args["SCANN_VERSION"] == importlib.metadata.version("scann") == "1.3.0"
     tf_minor = ".".join(importlib.metadata.version("tensorflow").split(".")[:2])
     assert args["SCANN_TF_REQUIREMENT"] == f"tensorflow~={tf_minor}.0"
-    # Two pins, not one: patch files and ScaNN source vary independently.
-    assert "SCANN_PATCHES_COMMIT" in args and "SCANN_SOURCE_COMMIT" in args
-    assert len(args["SCANN_PATCHES_COMMIT"]) == 40 and len(args["CNPY_COMMIT"]) == 40
+    # Two pins, not one: patch files and ScaNN source vary independently. Each commit pin defaults
+    # to a full sha; SCANN_SOURCE_COMMIT to the commit of ScaNN 1.3.0.
+    assert args["SCANN_SOURCE_COMMIT"] == SCANN_1_3_0_COMMIT
+    for pin in COMMIT_PINS:
+        assert re.fullmatch(r"[0-9a-f]{40}", args[pin]), pin
+    # The serving patch is the project's, written for 1.3.0, copied into the build stage before
+    # the step that checks it.
+    assert args["SCANN_PATCH"] == "project"
+    copies = dict((dest, src) for src, dest in stage_copies("Dockerfile.scann"))
+    (dest,) = [d for d, s in copies.items() if s == PROJECT_PATCH.relative_to(ROOT).as_posix()]
+    ins = instructions("Dockerfile.scann")
+    patch_step = next(i for i, (c, a) in enumerate(ins) if c == "RUN" and "check-patch" in a)
+    assert next(i for i, (c, a) in enumerate(ins) if c == "COPY" and a.endswith(dest)) < patch_step
+    assert dest in ins[patch_step][1] and f"check-patch /tmp/scann-src {PATCH_IN_TFS}" in ins[patch_step][1]
     steps = runs("Dockerfile.scann")
 
     def first(text: str) -> int:
         return next(i for i, r in enumerate(steps) if text in r)
 
     build = first("bazel build")
-    for check in ("check-tf-serving", "check-source", "check-patch", "edit-serving"):
+    for check in ("check-pins", "check-tf-serving", "check-source", "check-patch", "edit-serving"):
         assert first(f"scann_recipe.py {check}") < build  # minutes in, not hours
+    pins_step = first("scann_recipe.py check-pins")
+    assert pins_step < first("curl ")  # before anything is downloaded
+    for pin in COMMIT_PINS:
+        assert f'"{pin}=${{{pin}}}"' in steps[pins_step]
     assert steps[build].startswith('CC="clang-${CLANG_VERSION}"') and args["CLANG_VERSION"].isdigit()
     assert first("apt-get install") < build and "clang-${CLANG_VERSION}" in steps[first("apt-get install")]
     opts = args["TF_SERVING_BUILD_OPTIONS"].split()
@@ -117,27 +101,27 @@ def test_scann_build_pins_and_order():
 
 
 def test_scann_build_calls_the_recipe_with_arguments_it_accepts():
-    recipe = _recipe()
+    mod = recipe()
     parser_checked = 0
     for step in runs("Dockerfile.scann"):
         for part in step.split("&&"):
             tokens = shlex.split(part.replace("$(", "").replace(")", ""))
             if "/opt/scann_recipe.py" in tokens:
                 argv = tokens[tokens.index("/opt/scann_recipe.py") + 1:]
-                ns = recipe.build_parser().parse_args(argv)  # raises SystemExit on an unknown flag
+                ns = mod.build_parser().parse_args(argv)  # raises SystemExit on an unknown flag
                 parser_checked += 1
-                assert ns.cmd in {"check-tf-serving", "check-source", "check-patch", "edit-serving"}
-    assert parser_checked == 4
+                assert ns.cmd in {"check-pins", "check-tf-serving", "check-source", "check-patch", "edit-serving"}
+    assert parser_checked == 5
+
+
+def test_docs_name_the_pinned_scann_commit_and_the_patch():
+    doc = (Path(ROOT) / "docs" / "tf-serving-production.md").read_text()
+    assert f"`{SCANN_1_3_0_COMMIT}`" in doc
+    assert PROJECT_PATCH.relative_to(ROOT).as_posix() in doc
+    assert f"patches/{PROJECT_PATCH.name}" in (DOCKER / "README.md").read_text()
 
 
 # --- scann_recipe.py on small trees --------------------------------------------------------------
-def _recipe():
-    spec = importlib.util.spec_from_file_location("scann_recipe", DOCKER / "scann_recipe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 OPS_BUILD = textwrap.dedent('''\
     load("//tensorflow_serving:serving.bzl", "serving_tflite_test")
 
@@ -172,7 +156,7 @@ def tf_serving(tmp_path):
 
 
 def test_edit_serving_adds_the_repositories_and_links_the_ops(tf_serving):
-    r = _recipe()
+    r = recipe()
     a = build_args("Dockerfile.scann")
     kw = dict(source_commit="c" * 40, sha256="d" * 64, cnpy_commit=a["CNPY_COMMIT"], cnpy_remote=a["CNPY_REMOTE"],
               highway_tag=a["HIGHWAY_TAG"], local_archive="/opt/scann-src.tar.gz")
@@ -183,7 +167,9 @@ def test_edit_serving_adds_the_repositories_and_links_the_ops(tf_serving):
     repos = r.repositories(ws)
     assert repos["cnpy"]["commit"] == a["CNPY_COMMIT"] and repos["cnpy"]["remote"] == a["CNPY_REMOTE"]
     assert repos["com_google_highway"]["tag"] == a["HIGHWAY_TAG"]
+    assert repos["cnpy"]["guarded"] and repos["com_google_highway"]["guarded"]  # behind maybe()
     scann = repos["com_google_scann"]
+    assert not scann["guarded"]
     assert scann["sha256"] == "d" * 64 and scann["strip_prefix"] == f"google-research-{'c' * 40}/scann"
     assert scann["urls"][0] == "file:///opt/scann-src.tar.gz" and ("c" * 40) in scann["urls"][1]
     assert scann["patches"] == ["@//third_party/scann:tf_serving.patch"] and scann["patch_args"] == ["-p1"]
@@ -195,56 +181,75 @@ def test_edit_serving_adds_the_repositories_and_links_the_ops(tf_serving):
         r.check_tf_serving(tf_serving, "0" * 40)
 
 
-def _scann_tree(root: Path, version="1.3.0", tf="tensorflow~=2.15.0", cnpy="57184ee0db37cac383fc29175950747a46a8b512"):
-    scann = root / "scann"
-    (scann / "scann" / "oss_wrappers").mkdir(parents=True)
-    (scann / "setup.py").write_text(f'setuptools.setup(\n    name="scann",\n    version="{version}",\n)\n')
-    (scann / "requirements.txt").write_text(f"{tf}\nnumpy\n")
-    (scann / "WORKSPACE").write_text(f'git_repository(\n    name = "cnpy",\n    commit = "{cnpy}",\n)\n'
-                                     'git_repository(name = "com_google_highway", tag = "1.0.1")\n')
-    (scann / "scann" / "oss_wrappers" / "BUILD.bazel").write_text(
-        'cc_library(\n    name = "tf_dependency",\n    deps = [\n'
-        '        "@local_config_tf//:libtensorflow_framework",\n'
-        '        "@local_config_tf//:tf_header_lib",\n    ],\n)\n')
-    return root
+def _evaluate_workspace_tail(block: str, defined: dict[str, str]) -> dict[str, str]:
+    """{repository: rule} after running the appended WORKSPACE block as Bazel does once TensorFlow's
+    workspace macros have run: `defined` is what those macros defined; defining one of them again
+    fails, as Bazel does after any load(). `maybe` is @bazel_tools' (skip if native.existing_rule)."""
+    repos = dict(defined)
+
+    def rule(kind):
+        def define(name, **attrs):
+            if name in repos:
+                raise RuntimeError("Cannot redefine repository after any load statement in the WORKSPACE "
+                                   f"file (for repository '{name}')")
+            repos[name] = kind
+        return define
+
+    def maybe(repo_rule, name, **attrs):
+        if name not in repos:
+            repo_rule(name=name, **attrs)
+
+    symbols = {"git_repository": rule("git_repository"), "http_archive": rule("http_archive"), "maybe": maybe}
+    scope: dict = {}
+
+    def load(label, *names, **aliases):
+        scope.update({n: symbols[n] for n in names}, **{alias: symbols[n] for alias, n in aliases.items()})
+
+    scope["load"] = load
+    exec(compile(block, "WORKSPACE", "exec"), scope)  # the block is Starlark that Python also parses
+    return repos
 
 
-def test_check_source_accepts_only_the_exported_scann(tmp_path):
-    r = _recipe()
+def test_workspace_block_keeps_repositories_tensorflow_already_defines(tf_serving):
+    r = recipe()
     a = build_args("Dockerfile.scann")
-    pins = dict(version=a["SCANN_VERSION"], tf_requirement=a["SCANN_TF_REQUIREMENT"], cnpy_commit=a["CNPY_COMMIT"],
-                highway_tag=a["HIGHWAY_TAG"])
-    assert r.check_source(_scann_tree(tmp_path / "ok"), **pins)["version"] == "1.3.0"
-    with pytest.raises(SystemExit, match="ScaNN 1.3.1, not 1.3.0"):
-        r.check_source(_scann_tree(tmp_path / "newer", version="1.3.1"), **pins)
-    with pytest.raises(SystemExit, match="tensorflow~=2.15.0"):
-        r.check_source(_scann_tree(tmp_path / "tf216", tf="tensorflow~=2.16.1"), **pins)
-    with pytest.raises(SystemExit, match="cnpy"):
-        r.check_source(_scann_tree(tmp_path / "cnpy", cnpy="f" * 40), **pins)
+    r.edit_serving(tf_serving, source_commit=SCANN_1_3_0_COMMIT, sha256="d" * 64, cnpy_commit=a["CNPY_COMMIT"],
+                   cnpy_remote=a["CNPY_REMOTE"], highway_tag=a["HIGHWAY_TAG"])
+    ws = (tf_serving / "WORKSPACE").read_text()
+    block = ws[ws.index(r.MARKER):]
+    # TensorFlow defines none of them: all three are ours.
+    assert _evaluate_workspace_tail(block, {"org_tensorflow": "http_archive"}) == {
+        "org_tensorflow": "http_archive", "cnpy": "git_repository", "com_google_highway": "git_repository",
+        "com_google_scann": "http_archive"}
+    # Newer TensorFlow's tf_workspace2() defines @com_google_highway itself: that one is kept.
+    repos = _evaluate_workspace_tail(block, {"com_google_highway": "tf_http_archive"})
+    assert repos["com_google_highway"] == "tf_http_archive" and repos["cnpy"] == "git_repository"
+    assert repos["com_google_scann"] == "http_archive"
+    # What an unguarded block (the recipe before maybe()) does there:
+    unguarded = block.replace("scann_maybe(\n    scann_git_repository,\n", "scann_git_repository(\n")
+    assert unguarded.count("scann_git_repository(") == 2
+    with pytest.raises(RuntimeError, match="Cannot redefine repository.*com_google_highway"):
+        _evaluate_workspace_tail(unguarded, {"com_google_highway": "tf_http_archive"})
+    # com_google_scann is never guarded: another ScaNN must fail the build, not replace the checked one.
+    with pytest.raises(RuntimeError, match="com_google_scann"):
+        _evaluate_workspace_tail(block, {"com_google_scann": "http_archive"})
 
 
-PATCH = textwrap.dedent('''\
-    --- a/scann/oss_wrappers/BUILD.bazel
-    +++ b/scann/oss_wrappers/BUILD.bazel
-    @@ -1,7 +1,6 @@
-     cc_library(
-         name = "tf_dependency",
-         deps = [
-    -        "@local_config_tf//:libtensorflow_framework",
-    -        "@local_config_tf//:tf_header_lib",
-    +        "@org_tensorflow//tensorflow/core:tensorflow_opensource",
-         ],
-     )
-''')
-
-
-def test_check_patch_fails_early_when_the_patch_does_not_apply(tmp_path):
-    r = _recipe()
-    (tmp_path / "tf_serving.patch").write_text(PATCH)
-    src = _scann_tree(tmp_path / "src")
-    r.check_patch(src, tmp_path / "tf_serving.patch")
-    assert "local_config_tf" in (src / "scann" / "scann" / "oss_wrappers" / "BUILD.bazel").read_text()  # dry run
-    moved = src / "scann" / "scann" / "oss_wrappers" / "BUILD.bazel"
-    moved.write_text(moved.read_text().replace("tf_header_lib", "tf_headers"))  # context of another version
-    with pytest.raises(SystemExit, match="does not apply.*SCANN_SOURCE_COMMIT"):
-        r.check_patch(src, tmp_path / "tf_serving.patch")
+def test_commit_pins_must_be_full_shas(tf_serving):
+    r = recipe()
+    a = build_args("Dockerfile.scann")
+    r.check_pins([f"{pin}={a[pin]}" for pin in COMMIT_PINS])
+    assert r.main(["check-pins"] + [f"{pin}={a[pin]}" for pin in COMMIT_PINS]) == 0
+    for bad in ("", "3fa387dc", SCANN_1_3_0_COMMIT[:12], "master", "v1.3.0", SCANN_1_3_0_COMMIT.upper(),
+                SCANN_1_3_0_COMMIT + "0", "g" * 40, f" {SCANN_1_3_0_COMMIT}"):
+        with pytest.raises(SystemExit, match="SCANN_SOURCE_COMMIT=.* is not a full 40-hex commit sha"):
+            r.check_pins([f"SCANN_SOURCE_COMMIT={bad}"])
+    with pytest.raises(SystemExit, match="CNPY_COMMIT='57184ee'"):
+        r.main(["check-pins", f"SCANN_SOURCE_COMMIT={SCANN_1_3_0_COMMIT}", "CNPY_COMMIT=57184ee"])
+    with pytest.raises(SystemExit, match="BUILD_ARG=value"):
+        r.check_pins([SCANN_1_3_0_COMMIT])
+    # edit-serving refuses one too: the archive's strip_prefix is named after the full sha.
+    with pytest.raises(SystemExit, match="SCANN_SOURCE_COMMIT"):
+        r.edit_serving(tf_serving, source_commit="3fa387dc", sha256="d" * 64, cnpy_commit=a["CNPY_COMMIT"],
+                       cnpy_remote=a["CNPY_REMOTE"], highway_tag=a["HIGHWAY_TAG"])
+    assert r.MARKER not in (tf_serving / "WORKSPACE").read_text()

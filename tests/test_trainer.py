@@ -2,41 +2,17 @@
 import numpy as np
 import tensorflow as tf
 
-from poster_similarity.components import dataset, trainer
-from poster_similarity.components.preprocessing import GENRES_XF, IMAGE_XF, MOVIE_ID_KEY, PRIMARY_XF
+from poster_similarity.components import trainer
+from poster_similarity.components.preprocessing import GENRES_XF, PRIMARY_XF
 from poster_similarity.core.config import load_config
-
-H, W = 24, 16
-
-
-def _write_transformed(path, labels, num_genres=4):
-    """A GZIP TFRecord in the Transform output layout (serialised uint8 pixels, multi-hot, primary)."""
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as w:
-        for i, lab in enumerate(labels):
-            pixels = np.full((H, W, 3), i % 255, np.uint8)
-            multi = np.zeros(num_genres, np.float32)
-            multi[lab] = 1
-            raw = tf.io.serialize_tensor(pixels).numpy()
-            feat = {
-                IMAGE_XF: tf.train.Feature(bytes_list=tf.train.BytesList(value=[raw])),
-                GENRES_XF: tf.train.Feature(float_list=tf.train.FloatList(value=multi)),
-                PRIMARY_XF: tf.train.Feature(int64_list=tf.train.Int64List(value=[lab])),
-                MOVIE_ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"m{i}".encode()])),
-            }
-            w.write(tf.train.Example(features=tf.train.Features(feature=feat)).SerializeToString())
-
-
-def _features(cfg, num_genres=4):
-    spec = {IMAGE_XF: tf.io.FixedLenFeature([], tf.string), GENRES_XF: tf.io.FixedLenFeature([num_genres], tf.float32),
-            PRIMARY_XF: tf.io.FixedLenFeature([], tf.int64), MOVIE_ID_KEY: tf.io.FixedLenFeature([], tf.string)}
-    return dataset.Features(cfg, spec, [f"g{i}" for i in range(num_genres)])
+from tests.transformed_data import H, W, transformed_features, write_transformed
 
 
 def test_pk_batches_hold_k_of_each_label(tmp_path):
     labels = [0] * 9 + [1] * 7 + [2] * 5 + [3] * 1  # label 3 has no positive: excluded
-    _write_transformed(tmp_path / "t.gz", labels)
+    write_transformed(tmp_path / "t.gz", labels)
     cfg = load_config(None, [f"image_size=[{H}, {W}]", "augment=false"])
-    feats = _features(cfg)
+    feats = transformed_features(cfg)
     ds = trainer.pk_dataset(feats, [str(tmp_path / "t.gz")], p=3, k=2, valid_labels=[0, 1, 2], seed=0)
     for images, labs in ds.take(20):
         assert images.shape == (6, H, W, 3)
@@ -61,12 +37,12 @@ def test_triplet_loss_is_tfa_angular_semi_hard_with_configured_margin():
 
 def test_combo_labels_encode_the_exact_genre_set():
     cfg = load_config(None, ["label_strategy=combo"])
-    feats = _features(cfg)
+    feats = transformed_features(cfg)
     f = {GENRES_XF: tf.constant([[1, 0, 1, 0], [0, 0, 1, 1], [1, 0, 1, 0]], tf.float32),
          PRIMARY_XF: tf.constant([0, 2, 2], tf.int64)}
     labels = feats.triplet_label(f).numpy()
     assert labels[0] == labels[2] != labels[1]
-    assert _features(load_config(None, [])).triplet_label(f).numpy().tolist() == [0, 2, 2]
+    assert transformed_features(load_config(None, [])).triplet_label(f).numpy().tolist() == [0, 2, 2]
 
 
 def test_augmentation_keeps_shape_and_never_flips():

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     status = {}
     t_all = time.perf_counter()
     for name in names:
-        cmd = [sys.executable, "-m", f"bench.{name}", "--out", args.out] + (["--quick"] if args.quick else [])
+        cmd = [sys.executable, "-m", f"{__package__}.{name}", "--out", args.out] + (["--quick"] if args.quick else [])
         if name == "serving":
             base = args.model_base_path or latest_model_base(args.out)
             if base:

@@ -31,7 +31,8 @@ def ensure_model(n_posters: int = 120) -> tuple[str, str]:
     print(f"[serving] no cached model: building one from {n_posters} sample posters (once, ~2 min)", flush=True)
     data = ensure_sample_data(n_posters)
     cmd = [sys.executable, "-c",
-           "import sys; from core.config import load_config; from local_runner import run; "
+           "import sys; from poster_similarity.core.config import load_config; "
+           "from poster_similarity.local_runner import run; "
            "run(load_config(sys.argv[1], ['phase1_epochs=1', 'phase2_epochs=1', "
            "'beam_direct_running_mode=in_memory'], data_root=sys.argv[2], workdir=sys.argv[3]))",
            os.path.join(ROOT, "configs", "demo.yaml"), data, CACHE_WORKDIR]

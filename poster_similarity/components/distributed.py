@@ -139,8 +139,7 @@ def make_strategy(startup_timeout_s: float = 300.0) -> tf.distribute.Strategy:
     finally:
         watchdog.kill()
         watchdog.wait()
-    log.info("cluster of %d workers formed in %.1f s (%s)", int(joined), time.perf_counter() - t0, me)
-    print(f"[distributed] {me}: {int(joined)} workers joined in {time.perf_counter() - t0:.1f} s", flush=True)
+    log.info("%s: %d workers joined in %.1f s", me, int(joined), time.perf_counter() - t0)
     return strategy
 
 
@@ -306,8 +305,7 @@ class TrainingState:
         """Loads the weights of the last finished segment (call once, before skipping segments)."""
         if self.done:
             model.load_weights(os.path.join(self.dir, HANDOVER_WEIGHTS))
-            log.info("resumed after segments %s", self.done)
-            print(f"[trainer] resumed: segments {', '.join(self.done)} already finished", flush=True)
+            log.info("resumed: segments %s already finished", ", ".join(self.done))
 
     def callbacks(self, segment: str, watch: tf.keras.Model) -> list[tf.keras.callbacks.Callback]:
         """The epoch log and `BackupAndRestore` for one `fit` (put them first in the callback list)."""

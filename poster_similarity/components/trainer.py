@@ -22,6 +22,7 @@ from poster_similarity.components import model as model_lib
 from poster_similarity.components.dataset import AUTOTUNE, Features, _files, embed_dataset, records
 from poster_similarity.components.preprocessing import GENRES_XF, IMAGE_XF
 from poster_similarity.core.config import PipelineConfig
+from poster_similarity.core.logs import show_progress
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         history["phase1_eval"] = retrieval_report(emb, gen)
     valid = [lab for lab, n in counts.items() if n >= 2 and lab >= 0]
     if "phase2" in state.done:  # a restart after training finished (e.g. during the export)
-        print("[trainer] phase 2 already finished: its weights were restored")
+        log.info("phase 2 already finished: its weights were restored")
     elif cfg.phase2_epochs > 0 and len(valid) >= 2:
         p = min(cfg.batch_p, len(valid))
         pk = distributed.distributed_dataset(
@@ -252,6 +253,7 @@ def run_fn(fn_args):
     """
     from poster_similarity.components import tower as tower_export
 
+    show_progress()  # a cluster replica runs under TFX's run_executor, which shows no INFO lines of ours
     cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = fn_args.model_run_dir

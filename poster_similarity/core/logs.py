@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-PROGRESS_LOGGERS = ("components",)  # trainer epochs, export summary
+PROGRESS_LOGGERS = ("poster_similarity.components",)  # trainer epochs, export summary
 PROGRESS_FORMAT = "[%(module)s] %(message)s"  # e.g. "[trainer] phase 2: 3 epochs × 13 steps …"
 
 

@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workdir", required=True, help="pipeline root, metadata.sqlite and serving_model/")
     s.add_argument("--config", help="YAML/JSON config file (defaults: poster_similarity/core/config.py)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    s.set_defaults(func=_lazy("local_runner"))
+    s.set_defaults(func=_lazy("poster_similarity.local_runner"))
 
     s = sub.add_parser("validate", parents=[common],
                        help="CD gate: retrieval metrics + thresholds; exit 0 pass, 1 fail, 2 bad input")

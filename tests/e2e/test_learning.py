@@ -14,9 +14,12 @@ def test_trained_embedding_beats_untrained_network_and_random_ranking(trained_mo
     print(f"\n{int(rows['untrained']['num_queries'])} held-out posters\n{format_rows(rows)}")
     trained = rows["phase 1+2"]
     for base in (rows["untrained"], rows["random"]):
-        # recall@10 (any top-10 neighbour shares a genre) is near 1 even for a random ranking here
-        # (~30 % of poster pairs share a genre): the trained net must miss no more often than either.
-        assert trained["recall@10"] >= base["recall@10"]
+        # recall@10 (any top-10 neighbour shares a genre) is not compared with the baselines: it is
+        # saturated. About 30 % of poster pairs share a genre, so even a random top 10 misses with
+        # p ≈ 0.7^10 ≈ 3 %: ~2 of the 78 held-out queries, and 0 or 1 for the trained and untrained
+        # nets, whose training on CPU is not bit-reproducible. A difference of one query is noise
+        # (a run measured trained 77/78 vs untrained 78/78 while every margin below held). The
+        # floor after the loop bounds it; the metrics below are where learning shows.
         # ir_recall@10 (the share of relevant posters found in the top 10) does not saturate.
         assert trained["ir_recall@10"] >= 1.5 * base["ir_recall@10"]
         assert trained["ir_recall@10"] >= base["ir_recall@10"] + 0.08

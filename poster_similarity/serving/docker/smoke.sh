@@ -15,6 +15,7 @@
 # SCANN_IMAGE=<built image> or SCANN_SOURCE_COMMIT=<commit> to build Dockerfile.scann here (hours);
 # with neither, the scann kind is reported SKIPPED (and the run still fails if nothing ran).
 set -euo pipefail
+shopt -s inherit_errexit  # a failing `docker build` inside $(image_for …) stops the script too
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"  # the repository root
 PY="${PY:-$ROOT/.venv/bin/python}"
