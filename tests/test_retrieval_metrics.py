@@ -15,7 +15,7 @@ def test_hand_computed_example():
     assert s["map@r"] == 1.0  # R = 1 relevant item each, ranked first
 
 
-def test_wrong_neighbours_score_zero():
+def test_wrong_neighbors_score_zero():
     """Each poster's nearest neighbour has the other genre and its one relevant poster (R = 1) comes
     last, so every top-1 and every top-R is wrong: recall@1 = precision@1 = MAP@R = 0."""
     emb = np.array([[1, 0], [0, 1], [1, 0.01], [0.01, 1]], np.float32)

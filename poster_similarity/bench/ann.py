@@ -55,7 +55,7 @@ def dataset(n: int, kind: str, n_queries: int, seed: int = 0):
     return make_vectors(n, kind, seed, centres), make_vectors(n_queries, kind, seed + 1, centres)
 
 
-def exact_neighbours(queries: np.ndarray, cat: np.ndarray, chunk: int = 64) -> np.ndarray:
+def exact_neighbors(queries: np.ndarray, cat: np.ndarray, chunk: int = 64) -> np.ndarray:
     from poster_similarity.components.export import exact_top_k
 
     return np.concatenate([exact_top_k(queries[i:i + chunk], cat, K) for i in range(0, len(queries), chunk)])
@@ -160,7 +160,7 @@ def run_case(n: int, kind: str, n_queries: int, budget_s: float, bf_budget_s: fl
     print(f"[ann] N={n:,} {kind}", flush=True)
     cat, queries = dataset(n, kind, n_queries)
     t0 = time.perf_counter()
-    exact = exact_neighbours(queries, cat)
+    exact = exact_neighbors(queries, cat)
     exact_all_s = time.perf_counter() - t0
     out: dict = {"n": n, "kind": kind, "num_queries": n_queries, "exact_ground_truth_s": round(exact_all_s, 2)}
     rows = []
