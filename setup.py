@@ -16,7 +16,8 @@ setup(
     description="TFX pipeline for movie-poster similarity, served with TensorFlow Serving",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["poster_similarity", "poster_similarity.*"]),
-    package_data={"poster_similarity.serving": ["config/*", "k8s/base/*", "k8s/overlays/*/*", "docker/*"]},
+    package_data={"poster_similarity.serving": ["config/*", "k8s/base/*", "k8s/overlays/*/*", "docker/*",
+                                               "docker/patches/*"]},
     # Versions are pinned in requirements/lock.txt (installed by scripts/bootstrap.sh).
     install_requires=[],
     entry_points={"console_scripts": ["posters=poster_similarity.posters.cli:main"]},

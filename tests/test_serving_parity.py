@@ -330,18 +330,18 @@ def test_read_timeout_idle_closes_silently_partial_gets_408(tmp_path):
         srv.stop()
 
 
-def test_connection_cap_closes_only_idle_connections(tmp_path):
-    """At --max-connections the oldest *idle* connection is closed, never one with a request in progress.
+def test_connection_cap_closes_idle_then_header_phase_connections_never_busy_ones(tmp_path):
+    """At --max-connections a request whose headers were read never loses its connection.
 
-    Cap 3. A (the oldest) has sent its headers and half its body, B is idle, C has sent its headers.
-    D arrives: B, the only idle one, is closed (A is older but busy reading its body). E arrives: D is
-    idle now, so D goes. E sends its headers; F arrives with A, C, E all busy: F gets a 503 JSON.
-    A and C then finish their bodies and are answered 200: no request in progress lost its connection.
+    Cap 4. A (the oldest) has sent its headers and half its body, B is idle, C has sent its headers,
+    H only half its headers. D arrives: B, idle, is closed (A is older but busy). E arrives: D is
+    idle now, so D goes. E sends its headers. F arrives: nothing is idle, H is still in its headers,
+    so H goes. F sends its headers; G arrives with A, C, E, F all busy: G gets a 503 JSON. A and C
+    then finish their bodies and are answered 200.
     """
-
     save_model(str(tmp_path / "posters" / "1"), seed=1, prefix="m")
     srv = ModelServer(str(tmp_path / "posters"), rest_port=0, grpc_port=None, poll_seconds=60,
-                      limits=Limits(max_connections=3, read_timeout_s=60)).start()
+                      limits=Limits(max_connections=4, read_timeout_s=60)).start()
     body = json.dumps({"instances": [b64(png(COLOURS[0]))]}).encode()
     head = (f"POST /v1/models/posters:predict HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
@@ -366,22 +366,28 @@ def test_connection_cap_closes_only_idle_connections(tmp_path):
         b = connect(2)
         c = connect(3)
         c.sendall(head)
-        time.sleep(0.5)  # A's and C's handlers have taken their bytes and wait for the rest
-        d = connect(3)
+        h = connect(4)
+        h.sendall(head[:30])
+        time.sleep(0.5)  # the handlers have taken their bytes: A and C wait for bodies, H for headers
+        d = connect(4)
         assert closed(b) and table.evicted == 1
-        e = connect(3)
+        e = connect(4)
         assert closed(d) and table.evicted == 2
         e.sendall(head)
         time.sleep(0.5)
-        f = socket.create_connection(("127.0.0.1", srv.rest_port), timeout=30)
-        status_f, got_f = answer(f)
-        assert status_f == 503 and "max_connections" in got_f["error"] and table.refused == 1
+        f = connect(4)
+        assert closed(h) and table.evicted == 3
+        f.sendall(head)
+        time.sleep(0.5)
+        g = socket.create_connection(("127.0.0.1", srv.rest_port), timeout=30)
+        status_g, got_g = answer(g)
+        assert status_g == 503 and "max_connections" in got_g["error"] and table.refused == 1
         a.sendall(body[50:])
         c.sendall(body)
         (status_a, got_a), (status_c, got_c) = answer(a), answer(c)
         assert (status_a, status_c) == (200, 200), (got_a, got_c)
         assert got_a["predictions"][0]["movie_ids"][0] == got_c["predictions"][0]["movie_ids"][0] == "m0"
-        for s in (a, b, c, d, e, f):
+        for s in (a, b, c, d, e, f, g, h):
             s.close()
     finally:
         srv.stop()

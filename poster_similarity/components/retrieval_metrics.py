@@ -75,7 +75,7 @@ try:
     import apache_beam as beam
     import tensorflow_model_analysis as tfma
     from tensorflow_model_analysis.metrics import metric_types, metric_util
-except ImportError:  # poster_similarity/serving/CLI processes do not need TFMA
+except ImportError:  # serving/CLI processes do not need TFMA
     tfma = None
 
 RETRIEVAL_KS = (1, 5, 10)

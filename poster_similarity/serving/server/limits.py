@@ -34,8 +34,8 @@ class Limits:
         max_body_bytes: REST body size (413 above).
         read_timeout_s: time a client has to send one whole request (line, headers, body) and the
             longest a keep-alive connection may idle (408 / closed after it).
-        max_connections: open REST connections; at the cap the oldest idle one (no request being
-            read, run or answered, no bytes waiting) is closed, and when none is idle the new one gets 503.
+        max_connections: open REST connections; at the cap the oldest idle one is closed, else the
+            oldest still sending its headers; when every one is past its headers the new one gets 503.
         max_concurrent_requests: REST requests executing at once (TF Serving's --rest_api_num_threads).
         queue_timeout_s: how long a REST request waits for a slot before 503.
         rest_api_timeout_ms: REST request deadline (TF Serving's --rest_api_timeout_in_ms), 504 after it.
@@ -77,28 +77,42 @@ def _bytes_waiting(sock: socket.socket) -> bool:
         return False
 
 
+IDLE, HEADERS, BUSY = 0, 1, 2  # a connection's phase, as ConnectionTable sees it
+
+
 class ConnectionTable:
     """Open REST connections, oldest first; tells the acceptor which one to close at the cap.
 
-    A connection may be closed only while it is idle: not marked busy (its handler marks it from the
-    first byte of a request until the answer is written) and with no unread bytes in the kernel. The
-    handler marks busy *before* it takes those bytes out of the kernel (`DeadlineReader.on_data`), so
-    at every instant a request in progress is visible to `admit` one way or the other.
+    Each connection is IDLE (no request started), HEADERS (bytes of a request arrived; its request
+    line and headers are not parsed yet) or BUSY (headers parsed: its body is read, it runs, or its
+    answer is written). At the cap `admit` closes the oldest IDLE connection with no unread bytes
+    in the kernel; failing that, the oldest one still in HEADERS (a client that takes its time over
+    its headers, e.g. slowloris); a BUSY connection is never closed, and when all are BUSY the new
+    one gets 503. The handler marks HEADERS *before* it takes bytes out of the kernel
+    (`DeadlineReader.on_data`), so a request that has started is never taken for an idle one.
     """
 
     def __init__(self, cap: int):
         self.cap = cap
         self._lock = threading.Lock()
-        self._conns: OrderedDict[int, list] = OrderedDict()  # id → [socket, busy]
+        self._conns: OrderedDict[int, list] = OrderedDict()  # id → [socket, phase]
         self.evicted = 0
         self.refused = 0
+
+    def _victim(self) -> int | None:
+        headers = None
+        for k, (s, phase) in self._conns.items():
+            if phase == IDLE and not _bytes_waiting(s):
+                return k
+            if phase != BUSY and headers is None:
+                headers = k
+        return headers
 
     def admit(self, sock: socket.socket) -> bool:
         """Register a new connection; False means answer 503 (every slot runs a request)."""
         with self._lock:
             if len(self._conns) >= self.cap:
-                victim = next((k for k, (s, busy) in self._conns.items() if not busy and not _bytes_waiting(s)),
-                              None)
+                victim = self._victim()
                 if victim is None:
                     self.refused += 1
                     return False
@@ -108,14 +122,15 @@ class ConnectionTable:
                     s.shutdown(socket.SHUT_RDWR)  # its handler reads EOF and exits
                 except OSError:
                     pass
-            self._conns[id(sock)] = [sock, False]
+            self._conns[id(sock)] = [sock, IDLE]
             return True
 
-    def busy(self, sock: socket.socket, value: bool) -> None:
+    def mark(self, sock: socket.socket, phase: int, only_from: int | None = None) -> None:
+        """Set a connection's phase (when `only_from` is given, only if it is in that phase now)."""
         with self._lock:
             entry = self._conns.get(id(sock))
-            if entry is not None:
-                entry[1] = value
+            if entry is not None and (only_from is None or entry[1] == only_from):
+                entry[1] = phase
 
     def remove(self, sock: socket.socket) -> None:
         with self._lock:

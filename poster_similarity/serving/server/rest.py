@@ -20,7 +20,7 @@ from poster_similarity.serving.server import metrics
 from poster_similarity.serving.server.codec import dumps, parse_predict_body, predict_response
 from poster_similarity.serving.server.config import valid_model_name
 from poster_similarity.serving.server.errors import RequestError, bad_request, internal, not_found, unavailable
-from poster_similarity.serving.server.limits import ConnectionTable, DeadlineReader, RequestTimeout
+from poster_similarity.serving.server.limits import BUSY, HEADERS, IDLE, ConnectionTable, DeadlineReader, RequestTimeout
 from poster_similarity.serving.server.versions import parse_version
 
 log = logging.getLogger("posters.serving")
@@ -59,9 +59,9 @@ def make_http_server(server, host: str, port: int):
 
         def setup(self):
             super().setup()
-            # busy from the first byte of a request until its answer is written: never closed at the cap
+            # HEADERS from the first byte of a request (closed at the cap only when nothing is idle)
             self.rfile = DeadlineReader(self.connection, limits.read_timeout_s,
-                                        on_data=lambda: self.httpd.table.busy(self.connection, True))
+                                        on_data=lambda: self.httpd.table.mark(self.connection, HEADERS, IDLE))
 
         def handle_one_request(self):
             self.rfile.restart()  # one deadline per request; also bounds keep-alive idling
@@ -75,7 +75,7 @@ def make_http_server(server, host: str, port: int):
                     self.request_version = "HTTP/1.1"
                     self._send(408, {"error": str(e)})
             finally:
-                self.httpd.table.busy(self.connection, self.rfile.pending())  # idle unless pipelined bytes
+                self.httpd.table.mark(self.connection, HEADERS if self.rfile.pending() else IDLE)  # pipelined?
 
         def log_message(self, fmt, *args):  # quiet: the default writes every request to stderr
             log.debug("%s " + fmt, self.address_string(), *args)
@@ -122,6 +122,12 @@ def make_http_server(server, host: str, port: int):
 
         def _error(self, e: RequestError) -> None:
             self._send(e.http_status, {"error": e.message})
+
+        def parse_request(self):  # request line and headers read: BUSY until the answer is written
+            ok = super().parse_request()
+            if ok:
+                self.httpd.table.mark(self.connection, BUSY)
+            return ok
 
         def do_GET(self):
             if urlsplit(self.path).path == metrics.PATH:  # not a request: answered while draining too
