@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
+from poster_similarity.components.standin_export import catalogue
 from poster_similarity.serving.client import history_rows
 from poster_similarity.serving.tfs_protos import batching_parameters_cls
 from tests import tiny_export
@@ -151,7 +152,7 @@ def test_repeats_count_once_and_the_window_holds_the_last_100_distinct_ids(recom
 def test_empty_history_is_the_catalogue_centroid(recommend):
     empty = recommend(np.array([[b"", b"nope"]], dtype=object))
     assert empty["history_used"].tolist() == [0.0]
-    _, emb = tiny_export.catalogue(300)
+    _, emb = catalogue(300)
     centroid = emb.mean(axis=0)
     best = np.argsort(-(emb @ centroid))[:3]
     assert [f"m{i}".encode() for i in best] == empty["movie_ids"][0][:3].tolist()

@@ -52,52 +52,10 @@ def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
     request path and ops as a trained demo model (JPEG decode, resize, CNN, ScaNN); ~20 s to build."""
     if latest_version_dir(STANDIN_BASE):
         return STANDIN_BASE, MODEL_NAME
-    import numpy as np
-    import tensorflow as tf
+    from poster_similarity.components.standin_export import export
 
-    from poster_similarity.components.export import PosterServingModule, build_index
-    from poster_similarity.components.model import build_model, embedding_model, get_backbone
-    from poster_similarity.components.preprocessing import (
-        GENRES_XF,
-        IMAGE_KEY,
-        IMAGE_XF,
-        MAX_GENRES,
-        MOVIE_ID_KEY,
-        encode_pixels,
-    )
-    from poster_similarity.components.tower import TowerModule
-    from poster_similarity.core.config import IndexConfig
-
-    h, w = get_backbone("small_cnn").image_size
-    num_genres = 5
-
-    class StandInTransform(tf.Module):
-        def __call__(self, feats):
-            out = {}
-            ref = feats.get(IMAGE_KEY, feats.get(MOVIE_ID_KEY))
-            n = tf.shape(tf.reshape(ref, [-1]))[0]
-            if IMAGE_KEY in feats:
-                out[IMAGE_XF] = encode_pixels(tf.reshape(feats[IMAGE_KEY], [-1]), h, w)
-            out[GENRES_XF] = tf.zeros([n, MAX_GENRES])
-            out[MOVIE_ID_KEY] = tf.reshape(feats[MOVIE_ID_KEY], [-1]) if MOVIE_ID_KEY in feats else tf.fill([n], "")
-            return out
-
-    model = build_model("small_cnn", "none", None, num_genres)
-    tower = embedding_model(model)
-    rng = np.random.default_rng(0)
-    emb = rng.standard_normal((catalogue, 128)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    ids = np.array([f"m{i}" for i in range(catalogue)], dtype=object)
-    index, _ = build_index(ids, emb, IndexConfig())
-    raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
-                MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
-    standin = StandInTransform()
-    trained = TowerModule(standin, model, tower, (h, w), raw_spec, num_genres)
-    module = PosterServingModule(standin, trained, index, ids, emb, (h, w), raw_spec, num_genres)
-    signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     tmp = os.path.join(STANDIN_BASE, "1.tmp")
-    tf.saved_model.save(module, tmp, signatures=signatures,
-                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    export(tmp, "scann", catalogue)
     os.replace(tmp, os.path.join(STANDIN_BASE, "1"))
     return STANDIN_BASE, MODEL_NAME
 

@@ -253,7 +253,8 @@ def run_fn(fn_args):
     """
     from poster_similarity.components import tower as tower_export
 
-    show_progress()  # a cluster replica runs under TFX's run_executor, which shows no INFO lines of ours
+    if distributed.cluster_from_env().num_workers > 1:
+        show_progress()  # a replica runs under TFX's run_executor, which shows no INFO lines of ours
     cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = fn_args.model_run_dir

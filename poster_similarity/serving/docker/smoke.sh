@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the TF Serving images on freshly exported models.
 #
-# For each index kind: export a small real model (tests/tiny_export.py: the production export
+# For each index kind: export a small real model (components/standin_export.py: the production export
 # module), start the kind's image on it the way Kubernetes runs it (non-root, read-only root
 # filesystem, no capabilities, model mounted read-only), wait for the readiness and liveness
 # probes' conditions, then call every signature over REST and gRPC with the project's client and
@@ -82,7 +82,7 @@ ran=0
 for kind in $KINDS; do
   base="$WORK/$kind/posters"
   echo "smoke: exporting a fresh $kind model"
-  (cd "$ROOT" && "$PY" -m tests.tiny_export "$base/1" "$kind" >/dev/null)
+  "$PY" -m poster_similarity.components.standin_export "$base/1" "$kind" >/dev/null
   chmod -R a+rX "$WORK"
   if [ "$ENGINE" = docker ]; then
     image="$(image_for "$kind")"

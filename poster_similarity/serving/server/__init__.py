@@ -2,7 +2,7 @@
 
 Modules, one concern each:
 
-- core: ModelServer (models, poller, drain) — the entry point for code and tests;
+- model_server: ModelServer (models, poller, drain) — the entry point for code and tests;
 - versions / config / model / warmup: which versions to load, loading, warm-up, labels, retries;
 - rest / grpc_service: TF Serving's REST and gRPC APIs;
 - codec / tensors: JSON and TensorProto ↔ numpy with input caps;

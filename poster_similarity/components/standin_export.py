@@ -1,0 +1,90 @@
+"""A small real serving export without running the TFX pipeline: for benchmarks, smoke tests, tests.
+
+The production `export.PosterServingModule` and `build_index` around an untrained small_cnn and a
+random unit-norm catalogue, saved as the Pusher saves it (with `assets.extra/index_report.json`).
+Only the Transform graph is a stand-in (the same image op the real one runs, `encode_pixels`),
+because a real one needs a TFX Transform run (minutes). Everything TF Serving executes for
+`serving_default`, `recommend`, `neighbors` and the index is the production code. Seconds to build.
+
+    python -m poster_similarity.components.standin_export EXPORT_DIR [scann|brute_force]
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from poster_similarity.components.export import INDEX_REPORT, PosterServingModule, build_index
+from poster_similarity.components.model import build_model, embedding_model, get_backbone
+from poster_similarity.components.preprocessing import (
+    GENRES_XF,
+    IMAGE_KEY,
+    IMAGE_XF,
+    MAX_GENRES,
+    MOVIE_ID_KEY,
+    encode_pixels,
+)
+from poster_similarity.components.tower import TowerModule
+from poster_similarity.core.config import IndexConfig
+
+NUM_GENRES = 5
+
+
+def _standin_transform(h: int, w: int) -> tf.Module:
+    class StandInTransform(tf.Module):
+        def __call__(self, feats):
+            ref = feats.get(IMAGE_KEY, feats.get(MOVIE_ID_KEY))
+            n = tf.shape(tf.reshape(ref, [-1]))[0]
+            out = {GENRES_XF: tf.zeros([n, MAX_GENRES])}
+            if IMAGE_KEY in feats:
+                out[IMAGE_XF] = encode_pixels(tf.reshape(feats[IMAGE_KEY], [-1]), h, w)
+            out[MOVIE_ID_KEY] = tf.reshape(feats[MOVIE_ID_KEY], [-1]) if MOVIE_ID_KEY in feats else tf.fill([n], "")
+            return out
+
+    return StandInTransform()
+
+
+def catalogue(n: int, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ids m0…m{n-1} and n random unit-norm embeddings (seeded)."""
+    rng = np.random.default_rng(seed)
+    emb = rng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return np.array([f"m{i}" for i in range(n)], dtype=object), emb
+
+
+def export(export_dir: str, kind: str = "scann", n: int = 300) -> dict:
+    """Writes the stand-in SavedModel with an index of `kind` over `n` posters to `export_dir`.
+
+    Args:
+        export_dir: the version folder to write (e.g. `.../posters/1`); its parent is created.
+        kind: the index kind, `scann` or `brute_force`.
+        n: catalogue size (ScaNN is built from 64 posters up).
+
+    Returns:
+        `build_index`'s report, also written to `assets.extra/index_report.json`.
+    """
+    h, w = get_backbone("small_cnn").image_size
+    model = build_model("small_cnn", "none", None, NUM_GENRES)
+    ids, emb = catalogue(n)
+    index, report = build_index(ids, emb, IndexConfig(kind=kind, min_catalogue_for_scann=64))
+    raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
+                MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}
+    standin = _standin_transform(h, w)
+    trained = TowerModule(standin, model, embedding_model(model), (h, w), raw_spec, NUM_GENRES)
+    module = PosterServingModule(standin, trained, index, ids, emb, (h, w), raw_spec, NUM_GENRES)
+    signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
+    os.makedirs(os.path.dirname(export_dir) or ".", exist_ok=True)
+    tf.saved_model.save(module, export_dir, signatures=signatures,
+                        options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:  # as export_serving_model
+        json.dump(report, f, indent=2, default=str)
+    return report
+
+
+if __name__ == "__main__":  # serving/docker/smoke.sh
+    import sys
+
+    print(json.dumps(export(sys.argv[1], *sys.argv[2:3]), default=str))
