@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import struct
 import urllib.error
@@ -49,3 +50,24 @@ def bmp_header(w: int, h: int) -> bytes:
 def webp_header(w: int, h: int) -> bytes:
     vp8x = struct.pack("<I", 0) + (w - 1).to_bytes(3, "little") + (h - 1).to_bytes(3, "little")
     return b"RIFF" + struct.pack("<I", 4 + 8 + len(vp8x)) + b"WEBP" + b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
+
+
+# -- GIFs whose cost is in their frames or their block structure ---------------------------------
+def animated_gif(w: int, h: int, frames: int) -> bytes:
+    """Solid frames of alternating colours: each frame differs from the last everywhere, so the
+    encoder writes every frame at full canvas size (a few hundred bytes of LZW each)."""
+    from PIL import Image
+
+    imgs = [Image.new("P", (w, h), i % 2) for i in range(frames)]
+    for img in imgs:
+        img.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    buf = io.BytesIO()
+    imgs[0].save(buf, format="GIF", save_all=True, append_images=imgs[1:], optimize=False, disposal=1)
+    return buf.getvalue()
+
+
+def sub_block_gif(blocks: int) -> bytes:
+    """A 10×10 GIF whose comment extension holds `blocks` one-byte data sub-blocks (2 bytes each),
+    then one 10×10 frame: the walk takes `blocks` + 5 steps."""
+    return (b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0) + b"\x21\xfe" + b"\x01x" * blocks + b"\x00"
+            + gif_header(10, 10)[13:])

@@ -1,7 +1,7 @@
 """Real SavedModels with a ScaNN index (tfrs), and warm-up files, for the serving tests.
 
 Built in seconds without the pipeline. Like the exported model, every signature that searches runs
-ScaNN's `TensorsToScann` op, whose searcher resource all of one loaded version's kernels share.
+ScaNN's `TensorsToScann` op, which builds its searcher from the restored variables on its first run.
 """
 from __future__ import annotations
 

@@ -20,7 +20,16 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from tests.serving_helpers import bmp_header, gif_header, jpeg_header, png_header, webp_header
+from poster_similarity.components.image_limits import MAX_GIF_BLOCKS
+from tests.serving_helpers import (
+    animated_gif,
+    bmp_header,
+    gif_header,
+    jpeg_header,
+    png_header,
+    sub_block_gif,
+    webp_header,
+)
 from tests.serving_models import COLOURS, DIM, png, save_scann_model
 from tests.serving_process import RssSampler, ServerProcess
 
@@ -97,6 +106,11 @@ def probe_http(port: int) -> list[tuple[str, int | None, dict | None, tuple]]:
         img = header(12_000, 12_000)
         add(f"{fmt} declaring 12000x12000", post(port, json.dumps(
             {"instances": [{"b64": base64.b64encode(img).decode()}]}).encode()), (400,))
+    # Within the limit as a canvas, over it as frames (the server's check); past the graph's GIF walk
+    # bound (only the model's decode path has one).
+    for name, img in [("animated gif 1000x1000 x 20 frames", animated_gif(1000, 1000, 20)),
+                      (f"gif of {MAX_GIF_BLOCKS} one-byte sub-blocks", sub_block_gif(MAX_GIF_BLOCKS))]:
+        add(name, post(port, json.dumps({"instances": [{"b64": base64.b64encode(img).decode()}]}).encode()), (400,))
     add("truncated json", post(port, good_body()[:-7]), (400,))
     add("garbage body", post(port, bytes(random.Random(1).randrange(256) for _ in range(2000))), (400,))
     add("wrong content type (protobuf bytes)", post(port, b"\x0a\x07posters\x12\x00",

@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from poster_similarity.components.image_limits import check_pixels
+
 DIM, K = 128, 3
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (40, 40, 40)]
 SIGNATURES = {"serving_default", "embed", "neighbors", "recommend", "embed_examples"}
@@ -32,8 +34,9 @@ class ColourEmbedder(tf.Module):
         return tf.math.l2_normalize(tf.matmul(flat, self.proj) + self.bias, axis=1)
 
     def _embed_bytes(self, image_bytes):
-        def decode(b):
-            img = tf.io.decode_image(b, channels=3, expand_animations=False)
+        def decode(b):  # the exported model's pixel limit before decoding (so TF Serving's too)
+            with tf.control_dependencies([check_pixels(b)]):
+                img = tf.io.decode_image(b, channels=3, expand_animations=False)
             return tf.image.resize(tf.cast(img, tf.float32), (8, 8))
 
         x = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec([8, 8, 3], tf.float32))

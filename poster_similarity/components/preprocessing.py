@@ -11,6 +11,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
+from poster_similarity.components.image_limits import check_pixels
 from poster_similarity.components.model import get_backbone
 from poster_similarity.core.config import PipelineConfig
 from poster_similarity.core.tfrecords import MAX_IMAGE_PIXELS
@@ -27,54 +28,10 @@ def image_size(cfg: PipelineConfig) -> tuple[int, int]:
     return tuple(cfg.image_size) if cfg.image_size else get_backbone(cfg.backbone).image_size
 
 
-def _uint(data: tf.Tensor, start: int, size: int, big_endian: bool) -> tf.Tensor:
-    """Unsigned integer of `size` bytes at `start` of a scalar string, as int64."""
-    b = tf.cast(tf.io.decode_raw(tf.strings.substr(data, start, size), tf.uint8), tf.int64)
-    weights = tf.constant([256 ** i for i in range(size)][:: -1 if big_endian else 1], tf.int64)
-    return tf.reduce_sum(b * weights)
-
-
-def header_size(image_bytes: tf.Tensor) -> tf.Tensor:
-    """[width, height] read from a JPEG/PNG/GIF/BMP header without decoding the pixels.
-
-    Unknown formats give [0, 0] (decode_image then fails with its own error). The bytes are padded
-    first so a truncated header reads zeros instead of failing on an out-of-range substring.
-    """
-    data = tf.strings.join([image_bytes, tf.constant(b"\0" * 32)])
-
-    def png():
-        return tf.stack([_uint(data, 16, 4, True), _uint(data, 20, 4, True)])
-
-    def gif():
-        return tf.stack([_uint(data, 6, 2, False), _uint(data, 8, 2, False)])
-
-    def bmp():  # a negative (top-down) height is stored as two's complement
-        h = _uint(data, 22, 4, False)
-        return tf.stack([_uint(data, 18, 4, False), tf.where(h >= 2 ** 31, 2 ** 32 - h, h)])
-
-    def jpeg():
-        hw = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
-        return tf.stack([hw[1], hw[0]])
-
-    return tf.case([
-        (tf.equal(tf.strings.substr(data, 0, 4), b"\x89PNG"), png),
-        (tf.equal(tf.strings.substr(data, 0, 3), b"GIF"), gif),
-        (tf.equal(tf.strings.substr(data, 0, 2), b"BM"), bmp),
-        (tf.equal(tf.strings.substr(data, 0, 2), b"\xff\xd8"), jpeg),
-    ], default=lambda: tf.zeros([2], tf.int64), exclusive=True)
-
-
-def check_pixels(image_bytes: tf.Tensor, max_pixels: int = MAX_IMAGE_PIXELS) -> tf.Tensor:
-    """An assertion op that fails (InvalidArgument → HTTP 400 in TF Serving) when the header
-    declares more than `max_pixels` pixels, before anything is decoded."""
-    size = header_size(image_bytes)
-    return tf.Assert(size[0] * size[1] <= max_pixels, [
-        f"image too large: more than max_image_pixels={max_pixels} pixels; width, height:", size])
-
-
 def decode_and_pad(image_bytes: tf.Tensor, height: int, width: int, max_pixels: int = MAX_IMAGE_PIXELS) -> tf.Tensor:
     """JPEG/PNG/GIF/BMP bytes → uint8 [H,W,3]; resize keeping aspect (posters are 2:3), pad the rest.
-    Images whose header declares more than `max_pixels` pixels are rejected before decoding."""
+    Images whose header declares more than `max_pixels` pixels (GIF: × frames) are rejected before
+    decoding (`image_limits.check_pixels`)."""
     with tf.control_dependencies([check_pixels(image_bytes, max_pixels)]):
         img = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
     img = tf.image.resize_with_pad(tf.cast(img, tf.float32), height, width, antialias=True)

@@ -1,7 +1,8 @@
 """A small real serving export without running the TFX pipeline: for benchmarks, smoke tests, tests.
 
 The production `export.PosterServingModule` and `build_index` around an untrained small_cnn and a
-random unit-norm catalogue, saved as the Pusher saves it (with `assets.extra/index_report.json`).
+random unit-norm catalogue, saved as the Pusher saves it (with `assets.extra/index_report.json` and
+TF Serving's warm-up file, `assets.extra/tf_serving_warmup_requests`, from two catalogue posters).
 Only the Transform graph is a stand-in (the same image op the real one runs, `encode_pixels`),
 because a real one needs a TFX Transform run (minutes). Everything TF Serving executes for
 `serving_default`, `recommend`, `neighbors` and the index is the production code. Seconds to build.
@@ -27,6 +28,7 @@ from poster_similarity.components.preprocessing import (
     encode_pixels,
 )
 from poster_similarity.components.tower import TowerModule
+from poster_similarity.components.warmup import poster_requests, write_warmup_requests
 from poster_similarity.core.config import IndexConfig
 
 NUM_GENRES = 5
@@ -54,13 +56,14 @@ def catalogue(n: int, dim: int = 128, seed: int = 0) -> tuple[np.ndarray, np.nda
     return np.array([f"m{i}" for i in range(n)], dtype=object), emb
 
 
-def export(export_dir: str, kind: str = "scann", n: int = 300) -> dict:
+def export(export_dir: str, kind: str = "scann", n: int = 300, model_name: str = "posters") -> dict:
     """Writes the stand-in SavedModel with an index of `kind` over `n` posters to `export_dir`.
 
     Args:
         export_dir: the version folder to write (e.g. `.../posters/1`); its parent is created.
         kind: the index kind, `scann` or `brute_force`.
         n: catalogue size (ScaNN is built from 64 posters up).
+        model_name: written into the warm-up requests.
 
     Returns:
         `build_index`'s report, also written to `assets.extra/index_report.json`.
@@ -78,6 +81,12 @@ def export(export_dir: str, kind: str = "scann", n: int = 300) -> dict:
     os.makedirs(os.path.dirname(export_dir) or ".", exist_ok=True)
     tf.saved_model.save(module, export_dir, signatures=signatures,
                         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
+    images = [tf.io.encode_png(tf.fill([3 * i + 30, 2 * i + 20, 3], tf.constant(60 * i, tf.uint8))).numpy()
+              for i in (1, 2)]  # two solid posters standing for ids m1, m2
+    embedded = module.serving_fns["embed"](tf.constant(images))["embedding"].numpy()
+    requests = poster_requests(images, [b"m1", b"m2"], [[], []], embedded, raw_spec)
+    write_warmup_requests(export_dir, requests, model_name)
+    report["warmup_requests"] = len(requests)
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
     with open(os.path.join(export_dir, "assets.extra", INDEX_REPORT), "w") as f:  # as export_serving_model
         json.dump(report, f, indent=2, default=str)

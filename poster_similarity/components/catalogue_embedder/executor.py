@@ -39,7 +39,7 @@ def check_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, str 
     """(movie_id, title, why it cannot be embedded — None when it can) of one raw tf.Example."""
     import tensorflow as tf
 
-    from poster_similarity.components.preprocessing import check_pixels
+    from poster_similarity.components.image_limits import check_pixels
 
     try:
         example = tf.train.Example.FromString(serialized)

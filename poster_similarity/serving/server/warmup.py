@@ -8,8 +8,9 @@ records).
 Why sequentially, before any traffic: ScaNN's `TensorsToScann` kernel initialises a searcher
 resource that all kernel instances of one loaded version share by name, under a per-kernel lock. Two
 first calls that overlap (two signatures, or one function instantiated twice) initialise it at the
-same time and one can read a half-written config ("Must specify num_neighbors and/or
-epsilon_distance"). One call per signature, one at a time, initialises it once; later kernels see it
+same time: one can read a half-written config ("Must specify num_neighbors and/or
+epsilon_distance") or search a searcher the other just freed (SIGSEGV; reproduced in
+tests/test_scann_first_call_race.py). One call per signature, one at a time, initialises it once; later kernels see it
 initialised and skip.
 
 Without a warm-up file each signature is called once on an empty batch (dimension 0 = 0, other

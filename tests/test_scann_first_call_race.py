@@ -1,0 +1,133 @@
+"""ScaNN's first-call race, reproduced on an exported model, and the warm-up that prevents it.
+
+The serving issue's failure: 1 of 2,000 requests during a push answered `Must specify num_neighbors
+and/or epsilon_distance [[{{node Scann>TensorsToScann}}]]`. The mechanism, read in ScaNN 1.3.0
+(`scann_ops.cc`, `scann.cc`) and seen in the loaded model (`resource_name` below):
+
+- `Scann>TensorsToScann` has no `shared_name`; TF's SavedModel loader gives it one per loaded copy,
+  `Scann>TensorsToScann_load_<uid>`. Every kernel of that copy (one per signature function, per
+  instantiation) therefore looks up the same `ScannResource` in the device's resource manager.
+- `TensorsToScannOp::Compute` locks its *own kernel's* mutex, checks `is_initialized()` and runs
+  `ScannInterface::Initialize`, which starts with `config_ = config` and ends by replacing `scann_`.
+- Two kernels whose first runs overlap initialise one searcher at once: one reads the config while
+  the other rewrites it (`Must specify num_neighbors`, or INTERNAL `SCANN_RET_CHECK` failures), or
+  one searches a `scann_` the other has just freed (the process dies with SIGSEGV).
+
+The child process binds K fresh kernels (K new `tf.function`s: new graphs, new kernel instances) to
+one resource name, using the loaded model's own ScaNN variables, and starts their first runs
+staggered across one `Initialize`. Cold, that fails within a few rounds (measured on 2 cores: 3 of 3
+runs died by round 30; on 16 cores an INTERNAL error at round 14, then SIGSEGV). Once one run has
+initialised the resource — which is what the server's warm-up does for every version before it
+serves, replaying each signature in turn — no kernel initialises it again, and the same stress
+passes. The warm arm goes through the server's own `LoadedModel` + `warm_up` and then targets the
+loaded version's own resource name.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+K = 12  # concurrent first runs per round
+COLD_ROUNDS, WARM_ROUNDS = 300, 120
+N_POSTERS = 20_000  # Initialize takes ~20 ms: long enough for first runs to overlap (at 300: ~1 ms, never seen)
+
+CHILD = r'''
+import json, random, sys, threading, time, uuid
+import tensorflow as tf
+from scann.scann_ops.py import scann_ops
+from poster_similarity.serving.server.model import LoadedModel
+from poster_similarity.serving.server.warmup import warm_up
+
+path, mode, rounds, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model = LoadedModel(path, 1)
+state = model.obj.index._serialized_searcher  # the ScannState the export saved
+if mode == "warm":
+    print(json.dumps({"warm_up_calls": warm_up(model)}), flush=True)
+graph = state.recreate_handle.get_concrete_function().graph.as_graph_def()  # the op may sit in a callee
+resource_name = next(n.attr["shared_name"].s.decode() for n in [*graph.node, *(n for f in graph.library.function
+                                                                             for n in f.node_def)]
+                     if n.op == "Scann>TensorsToScann")
+print(json.dumps({"resource_name": resource_name}), flush=True)
+variables = [state.dataset, state.scann_config, state.serialized_partitioner, state.datapoint_to_token,
+             state.ah_codebook, state.hashed_dataset, state.int8_dataset, state.int8_multipliers, state.dp_norms]
+query = tf.math.l2_normalize(tf.random.stateless_normal([2, 128], seed=[1, 2]), axis=1)
+
+def kernel(name):  # a new graph, so a new TensorsToScann kernel instance, bound to resource `name`
+    @tf.function
+    def first_run():
+        handle = scann_ops.tensors_to_scann(*[v.read_value() for v in variables], shared_name=name)
+        return scann_ops.scann_search_batched(handle, query, 10, -1, -1, False)
+    return first_run.get_concrete_function()
+
+rng, t0 = random.Random(0), time.monotonic()
+for r in range(rounds):
+    # cold: a resource nobody has initialised; warm: the loaded version's own, warmed up
+    name = resource_name if mode == "warm" else f"race_{uuid.uuid4().hex}"
+    fns = [kernel(name) for _ in range(k)]
+    delays = [rng.uniform(0, 0.03) for _ in range(k)]  # staggered across one Initialize
+    barrier, out = threading.Barrier(k), [None] * k
+    def run(i):
+        barrier.wait()
+        time.sleep(delays[i])
+        try:
+            ids = fns[i]().indices.numpy()
+            out[i] = "ok" if ids.shape == (2, 10) and ids.min() >= 0 else f"bad answer {ids.tolist()}"
+        except Exception as e:
+            out[i] = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    failed = [o for o in out if o != "ok"]
+    print(json.dumps({"round": r, "failed": failed, "seconds": round(time.monotonic() - t0, 1)}), flush=True)
+    if failed:
+        break
+'''
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory):
+    from poster_similarity.components.standin_export import export
+
+    path = str(tmp_path_factory.mktemp("race") / "posters" / "1")
+    assert export(path, "scann", n=N_POSTERS)["kind"] == "scann"
+    return path
+
+
+def stress(path: str, mode: str, rounds: int) -> tuple[int, list[dict]]:
+    """Run the child; (its return code, its JSON lines). A negative code is the signal that killed it."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def no_core_file():  # the cold child is expected to die of SIGSEGV
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    proc = subprocess.run([sys.executable, "-c", CHILD, path, mode, str(rounds), str(K)], capture_output=True,
+                          text=True, timeout=900, env=env, preexec_fn=no_core_file)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc.returncode, lines
+
+
+def test_concurrent_first_runs_break_a_cold_searcher(export_dir):
+    """Without warm-up the race shows: an error answer, or the process dies (SIGSEGV/SIGABRT)."""
+    code, lines = stress(export_dir, "cold", COLD_ROUNDS)
+    rounds = [x for x in lines if "round" in x]
+    failed = [f for x in rounds for f in x["failed"]]
+    assert code < 0 or failed, f"no failure in {len(rounds)} rounds of {K} concurrent first runs (rc {code})"
+    print(f"\ncold: {'killed by signal ' + str(-code) if code < 0 else failed[0]} after {len(rounds)} rounds")
+
+
+def test_after_the_servers_warm_up_the_same_stress_never_fails(export_dir):
+    """The server's warm-up (every signature, in turn) initialises the loaded version's searcher once;
+    K × WARM_ROUNDS staggered first runs of new kernels on that resource then all answer."""
+    code, lines = stress(export_dir, "warm", WARM_ROUNDS)
+    assert code == 0, (code, lines[-3:])
+    assert lines[0]["warm_up_calls"] == 12  # 6 signatures × (a batch of one, a batch of two)
+    assert lines[1]["resource_name"].startswith("Scann>TensorsToScann_load_")
+    rounds = [x for x in lines if "round" in x]
+    assert len(rounds) == WARM_ROUNDS and not any(x["failed"] for x in rounds), rounds[-1]
