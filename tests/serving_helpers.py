@@ -68,6 +68,7 @@ def animated_gif(w: int, h: int, frames: int) -> bytes:
 
 def sub_block_gif(blocks: int) -> bytes:
     """A 10×10 GIF whose comment extension holds `blocks` one-byte data sub-blocks (2 bytes each),
-    then one 10×10 frame: the walk takes `blocks` + 5 steps."""
+    then one 10×10 frame: the walk takes `blocks` + 6 steps (introducer, sub-blocks, terminator,
+    descriptor, its sub-block, terminator, trailer)."""
     return (b"GIF89a" + struct.pack("<HHBBB", 10, 10, 0, 0, 0) + b"\x21\xfe" + b"\x01x" * blocks + b"\x00"
             + gif_header(10, 10)[13:])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -61,11 +62,13 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-c", CHILD.format(import_line=SERVE[arm]), base, name],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                                      cwd=pythonpath or ROOT)
-        line = ""
+        line, deadline = "", time.monotonic() + 300
         while not line.startswith("{"):
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError(f"the {arm} server exited before reporting its ports")
+            ready = select.select([self.proc.stdout], [], [], 1.0)[0]
+            line = self.proc.stdout.readline() if ready else ""
+            if (ready and not line) or time.monotonic() > deadline:  # EOF: it exited; or it hangs loading
+                self.stop()
+                raise RuntimeError(f"the {arm} server did not report its ports (exit code {self.proc.returncode})")
         ports = json.loads(line)
         self.addr = {"rest": f"127.0.0.1:{ports['rest_port']}", "grpc": f"127.0.0.1:{ports['grpc_port']}"}
 
@@ -75,6 +78,8 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
 
 
 def interleave(calls: dict, rounds: int, block: int) -> dict[str, list[float]]:
@@ -108,9 +113,10 @@ def main(argv=None) -> int:
     jpeg = find_jpeg(args.image)
     results, rows, goals = {}, [], []
     with tempfile.TemporaryDirectory(prefix="serving_ab_") as tree:
-        servers = {"before": Server("before", base, name, baseline_tree(args.baseline, tree)),
-                   "after": Server("after", base, name)}
+        servers: dict[str, Server] = {}
         try:
+            servers["before"] = Server("before", base, name, baseline_tree(args.baseline, tree))
+            servers["after"] = Server("after", base, name)
             for protocol in ("rest", "grpc"):
                 calls = {}
                 for arm, srv in servers.items():

@@ -9,9 +9,10 @@ before a pixel is allocated, exactly as the local server's Python check
 - GIF: (widest frame or canvas) × (tallest frame or canvas) × frames. giflib's `DGifSlurp`, which
   `decode_image` calls even with `expand_animations=False`, keeps a raster of every frame, so a
   1 MB file of a few hundred canvas-sized frames decodes to gigabytes. The frames are counted by
-  walking the GIF's blocks in a `tf.while_loop`. A walk longer than `MAX_GIF_BLOCKS` steps (a
-  legitimate GIF has one step per 255 bytes, so that is ~33 MB of GIF) is rejected too: it keeps
-  the check's own cost bounded against a file built of 1-byte sub-blocks.
+  walking the GIF's blocks in a `tf.while_loop`. A walk longer than `MAX_GIF_BLOCKS` steps is
+  rejected too (in both places): an encoder writes 255-byte sub-blocks, so that is a GIF of
+  ~4 MB, while a file built of 1-byte sub-blocks would make the walk long for little data. The
+  bound keeps the check's own cost at 0.4 s per image at worst (measured on a busy 2-core machine).
 """
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ import re
 
 import tensorflow as tf
 
-from poster_similarity.core.tfrecords import MAX_IMAGE_PIXELS
+from poster_similarity.core.tfrecords import MAX_GIF_BLOCKS, MAX_IMAGE_PIXELS
 
-MAX_GIF_BLOCKS = 1 << 14  # steps of the GIF walk: one per block introducer or data sub-block
 _PAD = 32  # bytes appended so a truncated header reads zeros instead of failing
 
 
@@ -40,13 +40,14 @@ def _colour_table_bytes(flags: tf.Tensor) -> tf.Tensor:
 
 
 def gif_frames(image_bytes: tf.Tensor) -> tf.Tensor:
-    """[width, height, frames, steps] of a GIF: the widest and tallest of the canvas and its frames.
+    """[width, height, frames, walked] of a GIF: the widest and tallest of the canvas and its frames.
 
     The same walk as `serving.image_header._gif`: after the header and the global colour table,
     each step reads either a block introducer (0x21 extension, 0x2C image descriptor; anything else
-    ends the walk) or one data sub-block (a length byte; 0 ends the block's data). Where each step
-    leads is computed for every byte position at once, so the sequential part is one gather per
-    step. `steps` is `MAX_GIF_BLOCKS` when the walk was cut short there.
+    ends the walk) or one data sub-block (a length byte; 0 ends the block's data). Reading past the
+    end ends the walk too (a truncated descriptor still counts as a frame, of size 0 × 0). Each step
+    gathers 6 bytes, so memory stays one copy of the file whatever its content. `walked` is 1 when
+    the walk reached the end within `MAX_GIF_BLOCKS` steps, 0 when it was cut short.
 
     Args:
         image_bytes: a scalar string holding a GIF.
@@ -56,43 +57,31 @@ def gif_frames(image_bytes: tf.Tensor) -> tf.Tensor:
     """
     n = tf.cast(tf.strings.length(image_bytes), tf.int64)
     padded = tf.strings.join([image_bytes, tf.constant(b"\0" * _PAD)])
-    d = tf.cast(tf.io.decode_raw(padded, tf.uint8), tf.int64)
-    pos = tf.range(n, dtype=tf.int64)
-    b = d[:n]
-    end = 2 * n  # the state past every position: the walk stops there
+    d = tf.io.decode_raw(padded, tf.uint8)
+    fields = tf.constant([0, 5, 6, 7, 8, 9], tf.int64)  # introducer/length, then a descriptor's w, h, flags
 
-    def shifted(k):  # d[p + k] for every position p (the padding covers k < _PAD)
-        return d[k:k + n]
+    def body(i, in_data, w, h, frames, steps):
+        b, w0, w1, h0, h1, flags = tf.unstack(tf.cast(tf.gather(d, i + fields), tf.int64))
+        is_frame = tf.logical_and(tf.logical_not(in_data), tf.equal(b, 0x2C))
+        # Between blocks: an extension (label, then data) or an image descriptor (10 bytes, its
+        # colour table, the LZW code size byte, then data); anything else (0x3B trailer) ends.
+        block_next = tf.where(tf.equal(b, 0x21), i + 2,
+                              tf.where(tf.equal(b, 0x2C), i + 11 + _colour_table_bytes(flags), n))
+        # Inside a block's data: skip one sub-block; a zero length ends the data.
+        nxt = tf.where(in_data, i + 1 + b, block_next)
+        return (nxt, tf.logical_or(tf.logical_not(in_data), b > 0),
+                tf.where(is_frame, tf.maximum(w, w0 + 256 * w1), w),
+                tf.where(is_frame, tf.maximum(h, h0 + 256 * h1), h),
+                frames + tf.cast(is_frame, tf.int64), steps + 1)
 
-    # States 0…n-1: "a block introducer at p"; n…2n-1: "a data sub-block length at p".
-    # An extension (0x21, label) and an image descriptor (0x2C: 10 bytes, its colour table, the
-    # LZW code size byte) are followed by data sub-blocks; a zero length ends the data.
-    def state(q, data):  # the state for position q, `end` when q is past the data
-        return tf.where(q >= n, end, q + (n if data else 0))
+    def cond(i, in_data, w, h, frames, steps):
+        return tf.logical_and(i < n, steps < MAX_GIF_BLOCKS)
 
-    desc_data = pos + 11 + _colour_table_bytes(shifted(9))
-    block_next = tf.where(tf.equal(b, 0x21), state(pos + 2, True),
-                          tf.where(tf.equal(b, 0x2C), state(desc_data, True), end))
-    data_next = tf.where(b > 0, state(pos + 1 + b, True), state(pos + 1, False))
-    nxt = tf.concat([block_next, data_next, [end]], 0)
-    is_frame = tf.equal(b, 0x2C)
-    zeros = tf.zeros([n + 1], tf.int64)
-    fw = tf.concat([tf.where(is_frame, shifted(5) + 256 * shifted(6), 0), zeros], 0)
-    fh = tf.concat([tf.where(is_frame, shifted(7) + 256 * shifted(8), 0), zeros], 0)
-    frame = tf.concat([tf.cast(is_frame, tf.int64), zeros], 0)
-
-    def body(s, w, h, frames, steps):
-        return (tf.gather(nxt, s), tf.maximum(w, tf.gather(fw, s)), tf.maximum(h, tf.gather(fh, s)),
-                frames + tf.gather(frame, s), steps + 1)
-
-    def cond(s, w, h, frames, steps):
-        return tf.logical_and(s < end, steps < MAX_GIF_BLOCKS)
-
-    start = 13 + _colour_table_bytes(d[10])
-    init = (state(start, False), _uint(padded, 6, 2, False), _uint(padded, 8, 2, False),
+    start = 13 + _colour_table_bytes(tf.cast(d[10], tf.int64))
+    init = (start, tf.constant(False), _uint(padded, 6, 2, False), _uint(padded, 8, 2, False),
             tf.constant(0, tf.int64), tf.constant(0, tf.int64))
-    _, w, h, frames, steps = tf.while_loop(cond, body, init)
-    return tf.stack([w, h, tf.maximum(frames, 1), steps])
+    i, _, w, h, frames, _ = tf.while_loop(cond, body, init)
+    return tf.stack([w, h, tf.maximum(frames, 1), tf.cast(i >= n, tf.int64)])
 
 
 def image_dims(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -116,8 +105,7 @@ def image_dims(image_bytes: tf.Tensor) -> tf.Tensor:
         return tf.stack([_uint(data, 16, 4, True), _uint(data, 20, 4, True), one, one])
 
     def gif():
-        w, h, frames, steps = tf.unstack(gif_frames(image_bytes))
-        return tf.stack([w, h, frames, tf.cast(steps < MAX_GIF_BLOCKS, tf.int64)])
+        return gif_frames(image_bytes)
 
     def bmp():  # a negative (top-down) height is stored as two's complement
         h = _uint(data, 22, 4, False)

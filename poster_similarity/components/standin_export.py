@@ -82,9 +82,9 @@ def export(export_dir: str, kind: str = "scann", n: int = 300, model_name: str =
     tf.saved_model.save(module, export_dir, signatures=signatures,
                         options=tf.saved_model.SaveOptions(namespace_whitelist=["Scann"]))
     images = [tf.io.encode_png(tf.fill([3 * i + 30, 2 * i + 20, 3], tf.constant(60 * i, tf.uint8))).numpy()
-              for i in (1, 2)]  # two solid posters standing for ids m1, m2
+              for i in (1, 2)]  # two solid posters standing for the first two catalogue ids
     embedded = module.serving_fns["embed"](tf.constant(images))["embedding"].numpy()
-    requests = poster_requests(images, [b"m1", b"m2"], [[], []], embedded, raw_spec)
+    requests = poster_requests(images, [i.encode() for i in ids[:2]], [[], []], embedded, raw_spec)
     write_warmup_requests(export_dir, requests, model_name)
     report["warmup_requests"] = len(requests)
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)

@@ -24,6 +24,9 @@ FEATURE_YEAR = "year"
 # header, checked before decoding. 4096 × 4096: a decoded RGB image of this size is 48 MiB (192 MiB
 # as float32 while resizing); a 12,000 × 12,000 PNG can be a 400 KB file and would need 1.6 GiB.
 MAX_IMAGE_PIXELS = 1 << 24
+# Steps of a GIF's block walk (one per block introducer or data sub-block) before a GIF is rejected:
+# encoders write 255-byte sub-blocks, so ~4 MB of GIF; bounds the cost of counting frames.
+MAX_GIF_BLOCKS = 1 << 14
 
 GENRE_SEPARATOR = "|"
 TFRECORD_SUFFIX = ".tfrecord"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from poster_similarity.core.tfrecords import MAX_IMAGE_PIXELS
+from poster_similarity.core.tfrecords import MAX_GIF_BLOCKS, MAX_IMAGE_PIXELS
 
 DEFAULT_MAX_PIXELS = MAX_IMAGE_PIXELS  # 4096 × 4096: the data contract's limit
 
@@ -23,6 +23,7 @@ class ImageInfo(NamedTuple):
     width: int
     height: int
     frames: int = 1
+    walked: bool = True  # False: a GIF whose block walk stopped at MAX_GIF_BLOCKS steps
 
     @property
     def pixels(self) -> int:
@@ -69,10 +70,12 @@ def check_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo
         The ImageInfo read, or None for data that is not a recognised image.
     """
     info = image_info(data)
+    if info is not None and not info.walked:
+        raise ImageTooLarge(f"GIF with more than {MAX_GIF_BLOCKS} blocks (max_gif_blocks): rejected before decoding")
     if info is not None and info.pixels > max_pixels:
         frames = f" x {info.frames} frames" if info.frames > 1 else ""
         raise ImageTooLarge(
-            f"{info.format.upper()} image of {info.width}x{info.height}{frames} pixels exceeds the limit of "
+            f"{info.format.upper()} image of {info.width}x{info.height} pixels{frames} exceeds the limit of "
             f"{max_pixels} pixels (max_image_pixels)")
     return info
 
@@ -111,26 +114,29 @@ def _jpeg(d: bytes) -> ImageInfo | None:
 
 
 def _gif(d: bytes) -> ImageInfo | None:
+    """Walk the blocks as `components.image_limits.gif_frames` does, step for step: reading past the
+    end ends the walk (a truncated descriptor counts as a 0 × 0 frame), at most MAX_GIF_BLOCKS steps."""
+    n = len(d)
+    if n < 13:  # no complete screen descriptor: not an image (the decoder rejects it)
+        return None
+    d = d + b"\0" * 16
     w, h, flags = struct.unpack("<HHB", d[6:11])
     i = 13 + (3 * (2 << (flags & 7)) if flags & 0x80 else 0)
-    frames, n = 0, len(d)
-    while i < n:
-        block = d[i]
-        if block == 0x3B:  # trailer
-            break
-        if block == 0x21:  # extension: label, then sub-blocks
-            i += 2
-        elif block == 0x2C:  # image descriptor (+ local colour table), LZW code size, sub-blocks
+    frames, in_data, steps = 0, False, 0
+    while i < n and steps < MAX_GIF_BLOCKS:
+        b, steps = d[i], steps + 1
+        if in_data:  # one data sub-block; a zero length ends the block's data
+            i, in_data = i + 1 + b, b > 0
+        elif b == 0x21:  # extension: label, then data sub-blocks
+            i, in_data = i + 2, True
+        elif b == 0x2C:  # image descriptor (+ local colour table), LZW code size, data sub-blocks
             frames += 1
             fw, fh, lflags = struct.unpack("<HHB", d[i + 5:i + 10])
             w, h = max(w, fw), max(h, fh)
-            i += 10 + (3 * (2 << (lflags & 7)) if lflags & 0x80 else 0) + 1
-        else:
-            break
-        while i < n and d[i] != 0:  # data sub-blocks
-            i += d[i] + 1
-        i += 1
-    return ImageInfo("gif", w, h, max(1, frames))
+            i, in_data = i + 11 + (3 * (2 << (lflags & 7)) if lflags & 0x80 else 0), True
+        else:  # trailer (0x3B) or anything else ends the walk
+            i = n
+    return ImageInfo("gif", w, h, max(1, frames), walked=i >= n)
 
 
 def _bmp(d: bytes) -> ImageInfo | None:
