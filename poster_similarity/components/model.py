@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from poster_similarity.components import efficientnet_lite
+
 EMBEDDING_LAYER = "embedding"
 LOGIT_LAYER = "logit"
 
@@ -77,6 +79,10 @@ BACKBONES: dict[str, Backbone] = {
             ("conv2", "conv3", "conv4", "conv5"),
         ),
         Backbone(
+            "efficientnet_lite0", (224, 160), efficientnet_lite.efficientnet_lite0, efficientnet_lite.preprocess,
+            efficientnet_lite.BLOCKS,
+        ),
+        Backbone(
             "small_cnn", (144, 96), _small_cnn, lambda x: x / 127.5 - 1.0,
             ("block1", "block2", "block3", "block4"), pretrained=False,
         ),
@@ -108,6 +114,8 @@ def _build_backbone(backbone: Backbone, shape, weights: str):
     if w == "imagenet":
         try:
             return backbone.build(shape, "imagenet")
+        except efficientnet_lite.WeightsUnavailableError:
+            raise  # offline weights: the message already names the package
         except Exception as e:  # urllib / socket errors when offline
             raise RuntimeError(
                 f"could not download ImageNet weights for {backbone.name} ({type(e).__name__}: {e}). "
