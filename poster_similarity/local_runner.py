@@ -57,8 +57,12 @@ def main(args) -> int:
     if getattr(args, "catalogue", None):
         cfg.catalogue_root = os.path.abspath(args.catalogue)
     summary = run(cfg)
+    from poster_similarity.pipeline.lineage import training_lift_lines
+
     for node, state in summary.get("components", {}).items():  # stderr: stdout stays one JSON document
         print(f"  {node:<24} {state}", file=sys.stderr)
+    for line in training_lift_lines(summary):
+        print(line, file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0 if summary.get("blessed") else 1
 

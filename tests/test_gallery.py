@@ -210,3 +210,16 @@ def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
                                 metrics=None, grpc=False, seed=0))
     assert rc == 2
     assert "cannot reach the model server" in capsys.readouterr().err
+
+
+def test_header_answers_did_training_help():
+    from poster_similarity.serving.gallery_page import _gate_html
+
+    doc = {"blessed": True, "metrics": {}, "did_training_help": {
+        "model_macro_precision_at_10": 0.61, "frozen_backbone_macro_precision_at_10": 0.5,
+        "random_macro_precision_at_10": 0.2, "lift_over_frozen_backbone": 0.61 / 0.5, "lift_over_random": 3.05}}
+    page = _gate_html(doc, "1")
+    section = page[page.index('data-section="did-training-help"'):]
+    assert section.index("model <b>0.610</b>") < section.index("frozen backbone <b>0.500</b> (model ×1.22)")
+    assert "random <b>0.200</b> (model ×3.05)" in section
+    assert "did-training-help" not in _gate_html({"blessed": True, "metrics": {}}, "1")

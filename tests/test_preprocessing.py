@@ -61,11 +61,11 @@ def test_images_over_the_pixel_limit_are_rejected_before_decoding():
 
 
 def test_image_size_is_the_backbones_unless_configured():
-    """The production default trains nasnet_large at its native 331×331; the demo preset small_cnn at
-    144×96 (2:3 portrait, like the posters); `image_size` overrides either."""
+    """The production default trains nasnet_large at its native 331×331; the CPU preset
+    efficientnet_lite0 at 224×160 (portrait, like the posters); `image_size` overrides either."""
     from poster_similarity.components.preprocessing import image_size
     from poster_similarity.core.config import load_config
 
     assert image_size(load_config()) == (331, 331)
-    assert image_size(load_config("configs/demo.yaml")) == (144, 96)
+    assert image_size(load_config("configs/demo.yaml")) == (224, 160)
     assert image_size(load_config(None, ["image_size=[60, 40]"])) == (60, 40)

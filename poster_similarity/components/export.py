@@ -31,7 +31,7 @@ from poster_similarity.components.preprocessing import (
     MOVIE_ID_KEY,
     decode_pixels,
 )
-from poster_similarity.components.retrieval_metrics import index_recall
+from poster_similarity.components.retrieval_metrics import FROZEN_P10_OUTPUT, index_recall
 from poster_similarity.components.warmup import poster_requests, write_warmup_requests
 from poster_similarity.core.config import IndexConfig
 
@@ -144,7 +144,7 @@ def build_index(ids: np.ndarray, emb: np.ndarray, ic: IndexConfig, seed: int = 0
 class PosterServingModule(tf.Module):
     """Holds only trackable objects; feature specs are captured in closures, not attributes."""
 
-    def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres):
+    def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres, frozen_p10=0.0):
         super().__init__()
         self.tft_layer = tft_layer
         self.trained = trained  # the loaded tower SavedModel: embed_pixels, logits_pixels
@@ -230,8 +230,11 @@ class PosterServingModule(tf.Module):
             _, index_ids = self.index(e)  # the served ANN answer …
             k = tf.shape(index_ids)[1]
             _, exact_rows = tf.math.top_k(tf.matmul(e, self.catalogue_emb, transpose_b=True), k=k)
+            # The Trainer's score for the untrained backbone on this eval split, so the Evaluator
+            # can gate on "did training help?" (retrieval_metrics.TrainingLift).
+            frozen = tf.fill([tf.shape(e)[0]], tf.constant(frozen_p10, tf.float32))
             return {"embedding": e, "logits": logits, "index_ids": index_ids,  # … vs exact search
-                    "exact_ids": tf.gather(self.catalogue_ids, exact_rows)}
+                    "exact_ids": tf.gather(self.catalogue_ids, exact_rows), FROZEN_P10_OUTPUT: frozen}
 
         self.serving_fns = {
             "serving_default": serving_default, "embed": embed, "neighbors": neighbors,
@@ -262,8 +265,10 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
     h, w = trained.embed_pixels.input_signature[0].shape[1:3]
     index, report = build_index(ids, emb, ic, seed)
     raw_spec = dict(tft_output.raw_feature_spec())
+    frozen = ((extra_info or {}).get("did_training_help") or {}).get("baselines", {}).get("frozen_backbone", {})
     module = PosterServingModule(tft_output.transform_features_layer(), trained, index, ids, emb,
-                                 (int(h), int(w)), raw_spec, len(genres))
+                                 (int(h), int(w)), raw_spec, len(genres),
+                                 float(frozen.get("macro_precision@10", 0.0)))
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
     tf.saved_model.save(module, export_dir, signatures=signatures, options=options)

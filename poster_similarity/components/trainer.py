@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_addons as tfa
 import tensorflow_transform as tft
 
-from poster_similarity.components import distributed
+from poster_similarity.components import baselines, distributed
 from poster_similarity.components import model as model_lib
 from poster_similarity.components.dataset import AUTOTUNE, Features, _files, embed_dataset, records
 from poster_similarity.components.preprocessing import GENRES_XF, IMAGE_XF
@@ -86,10 +86,23 @@ def pk_dataset(feats: Features, patterns, p: int, k: int, valid_labels: list[int
 
 def retrieval_report(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     """Leave-one-out recall@k (a neighbour shares a genre) + embedding spread (collapse detector)."""
-    from poster_similarity.components.retrieval_metrics import retrieval_scores
+    from poster_similarity.components.retrieval_metrics import genre_precision, retrieval_scores
 
-    out = retrieval_scores(emb, genres, ks)
+    out = retrieval_scores(emb, genres, ks) | genre_precision(emb, genres, 10)
     out["embedding_std"] = float(emb.std(axis=0).mean())
+    return out
+
+
+def eval_baselines(model: tf.keras.Model, cfg: PipelineConfig, feats: Features, eval_files) -> dict:
+    """The eval split scored by the untrained backbone, a colour histogram and random (`baselines`)."""
+    preprocess = model_lib.get_backbone(cfg.backbone).preprocess
+    backbone = model.get_layer("backbone")
+    batches = ((b[IMAGE_XF], b[GENRES_XF]) for b in records(eval_files).batch(64).map(feats.parse))
+    t0 = time.perf_counter()
+    out = baselines.baseline_reports(
+        lambda images: backbone(preprocess(tf.cast(images, tf.float32)), training=False), batches, cfg.seed)
+    log.info("baselines on the eval split (%.1f s): %s", time.perf_counter() - t0,
+             {k: round(v.get("macro_precision@10", 0.0), 3) for k, v in out.items()})
     return out
 
 
@@ -123,21 +136,36 @@ def is_chief() -> bool:
 
 
 class Progress(tf.keras.callbacks.Callback):
-    """One readable line per epoch with the phase, metrics and an ETA for the phase."""
+    """One readable line per epoch with the phase, metrics, training images/s and an ETA.
 
-    def __init__(self, phase: str, total_epochs: int):
+    Images/s counts the training steps only (validation excluded), `images_per_step` per step on
+    this replica; `rates` keeps one figure per epoch for the training report.
+    """
+
+    def __init__(self, phase: str, total_epochs: int, images_per_step: int = 0):
         super().__init__()
         self.phase, self.total, self.durations, self.t_epoch = phase, total_epochs, [], 0.0
+        self.images_per_step, self.steps, self.t_train, self.rates = images_per_step, 0, 0.0, []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.t_epoch = time.perf_counter()
+        self.steps, self.t_train = 0, 0.0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+
+    def on_test_begin(self, logs=None):
+        self.t_train = time.perf_counter() - self.t_epoch
 
     def on_epoch_end(self, epoch, logs=None):
         self.durations.append(time.perf_counter() - self.t_epoch)
+        train_s = self.t_train or self.durations[-1]
+        rate = self.steps * self.images_per_step / train_s if train_s > 0 else 0.0
+        self.rates.append(rate)
         eta = float(np.mean(self.durations)) * (self.total - epoch - 1)
         metrics = " ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        log.info("%s epoch %d/%d: %s (%.1f s, ETA %.0f s)", self.phase, epoch + 1, self.total, metrics,
-                 self.durations[-1], eta)
+        log.info("%s epoch %d/%d: %s (%.1f s, %.0f img/s, ETA %.0f s)", self.phase, epoch + 1, self.total,
+                 metrics, self.durations[-1], rate, eta)
 
 
 def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
@@ -155,6 +183,9 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
             cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
         )
     state = distributed.TrainingState(log_dir)
+    history: dict[str, list] = dict(state.history)
+    if eval_files is not None and "baselines" not in history:  # before training: the backbone as it came
+        history["baselines"] = eval_baselines(model, cfg, feats, eval_files)
     state.restore_weights(model)
     train_list, eval_list = _files(train_files), _files(eval_files)
     counts = count_labels(feats, train_files)  # one pass over the labels: epoch length + P×K classes
@@ -165,7 +196,6 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, True, cfg.seed), train_list)
     eval_ds = distributed.distributed_dataset(
         strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, False, cfg.seed), eval_list, repeat=True)
-    history: dict[str, list] = dict(state.history)
     history["input_sharding"] = {"workers": distributed.cluster_from_env().num_workers, "replicas": replicas,
                                  "train": distributed.shard_policy(len(train_list), replicas),
                                  "eval": distributed.shard_policy(len(eval_list), replicas)}
@@ -173,7 +203,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
              cfg.batch_size * replicas)
 
     tb1 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase1_genres"), update_freq="epoch")
-    progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs)
+    progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs, cfg.batch_size)
     for start, end, n_blocks in _schedule_stages(cfg):
         opened = model_lib.set_trainable_blocks(model, cfg.backbone, n_blocks)
         segment = f"phase1_epoch{start}"
@@ -192,6 +222,8 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
                       callbacks=state.callbacks(segment, model) + [tb1, progress1], verbose=0)
         for key, vals in h.history.items():
             history.setdefault(f"phase1/{key}", []).extend(float(v) for v in vals)
+        history.setdefault("phase1/images_per_s", []).extend(progress1.rates[-(end - start):])
+        history.setdefault("phase1/open_blocks", []).extend([n_blocks] * (end - start))
         state.finish(segment, model, history)
 
     with strategy.scope():
@@ -212,11 +244,12 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         tb2 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase2_triplet"), update_freq="epoch")
         log.info("phase 2: %d epochs × %d steps of P×K = %d×%d per replica", cfg.phase2_epochs, steps2, p,
                  cfg.batch_k)
-        progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs)
+        progress2 = Progress("phase 2 (triplets)", cfg.phase2_epochs, p * cfg.batch_k)
         h = tower.fit(pk, epochs=cfg.phase2_epochs, steps_per_epoch=steps2,
                       callbacks=state.callbacks("phase2", tower) + [tb2, progress2], verbose=0)
         history["phase2/loss"] = [float(v) for v in h.history.get("loss", [])]
         history["phase2/epochs_run"] = [int(e) for e in h.epoch]  # fewer after a resume
+        history["phase2/images_per_s"] = list(progress2.rates)
         state.finish("phase2", model, history)  # the full model: the tower shares its layers
     else:
         log.info("phase 2 skipped: %d labels with ≥2 examples, epochs=%d", len(valid), cfg.phase2_epochs)
@@ -269,6 +302,10 @@ def run_fn(fn_args):
     _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
     report = retrieval_report(eval_emb, eval_genres)
     log.info("eval retrieval: %s", json.dumps(report))
+    helped = {baselines.MODEL: report, "baselines": history.get("baselines", {}),
+              "lift_macro_precision@10": baselines.lift(report, history.get("baselines", {}), "macro_precision@10")}
+    for line in baselines.summary_lines(helped):
+        log.info("%s", line)
     writer = tf.summary.create_file_writer(report_dir)
     with writer.as_default():
         for key, val in report.items():
@@ -276,7 +313,8 @@ def run_fn(fn_args):
     writer.close()
     tower_export.write_projector(tower, feats, fn_args.eval_files, projector_dir)
     tower_export.export_tower(model, tower, feats, tft_output, export_dir,
-                              report={"training_history": history, "eval_retrieval": report})
+                              report={"training_history": history, "eval_retrieval": report,
+                                      "did_training_help": helped})
     if cluster.is_chief:
         return
     for path in (os.path.join(log_dir, "retrieval"), os.path.join(log_dir, "projector"), fn_args.serving_model_dir):

@@ -40,6 +40,8 @@ class GateConfig:
     min_index_recall_at_10: float = 0.8
     max_recall_drop: float = 0.05
     max_map_drop: float = 0.05  # MAP@R vs the last blessed model (more sensitive than recall@10)
+    # "did training help?": macro genre P@10 of the model over its untrained backbone's (0 = off)
+    min_lift_over_frozen: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GateConfig:

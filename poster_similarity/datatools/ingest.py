@@ -1,14 +1,18 @@
-"""`posters import`: a poster CSV + image folder → sharded TFRecords in the data contract.
+"""`posters import`: a poster CSV + image folder, or a folder per genre → sharded TFRecords in the
+data contract.
 
 Why this module is strict about the CSV and lenient about the images: a malformed CSV means the
 user pointed at the wrong file (stop at once, name the line, exit 2), while real poster dumps
 always contain some broken, tiny, grayscale or CMYK images (convert what can be used, reject the
 rest with a reason code, and account for every row in `report.json`: read = written + rejected).
 
-Two CSV layouts, detected from the header:
+Three input layouts, each read into the same `Row`s (a `Source`) before any image is decoded; from
+there on (`import_source`) the checks, conversions, shards and report are shared. Two CSV layouts,
+detected from the header:
 - ours (`posters sample`): `movie_id,title,year,genres,poster`, `poster` relative to `--images`;
 - Kaggle "Movie Genre from its Poster" `MovieGenre.csv`: `imdbId,Imdb Link,Title,IMDB Score,Genre,
   Poster`, images `<imdbId>.jpg` in `--images`, title "Toy Story (1995)" → title + year.
+And `--folders DIR`, the image-dataset layout `DIR/<Genre>/<movie_id>.jpg` (`folder_layout.py`).
 
 The output folder is built beside `--out` (`<out>.tmp-<pid>`) and renamed into place at the end,
 so an interrupted import never leaves a half dataset.
@@ -25,20 +29,18 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
-
 from poster_similarity.core import tfrecords as tfr
+from poster_similarity.datatools import folder_layout
+from poster_similarity.datatools.image_checks import Rejected, check_image
 from poster_similarity.datatools.interrupts import ctrl_c_remembered
 
 REPORT_NAME = "report.json"
 PRODUCER = "posters import"
-JPEG_QUALITY = 95
 REASONS = ("missing_movie_id", "missing_file", "empty_file", "undecodable", "truncated", "no_genres",
            "duplicate_movie_id", "too_small", "too_large")
 _KAGGLE_EXTS = (".jpg", ".jpeg", ".png")
@@ -51,18 +53,21 @@ class IngestError(Exception):
 
 @dataclass
 class Row:
-    line: int  # CSV line number (1 = header), for messages and report.json
+    line: int | None  # CSV line number (1 = header), for messages and report.json; None: not from a CSV
     movie_id: str
     title: str
     year: int
     genres: list[str]
     image_path: Path | None  # None: the row names no poster file
+    file: str = ""  # folder layout: the image file relative to DIR (report.json names it instead of a line)
 
 
-class Rejected(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
+@dataclass
+class Source:
+    """The rows of one input, read and structurally checked, and what report.json says about it."""
+    layout: str  # "posters" | "kaggle" | "folders"
+    rows: list[Row]
+    info: dict[str, Any] = field(default_factory=dict)  # input paths and layout specifics for the report
 
 
 # --- CSV ------------------------------------------------------------------------------------------
@@ -160,87 +165,6 @@ def _kaggle_image(images_dir: Path, movie_id: str) -> Path:
     return images_dir / f"{movie_id}.jpg"
 
 
-# --- images ---------------------------------------------------------------------------------------
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode → RGB; transparency is composited on white (posters have no alpha)."""
-    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit/float grayscale: rescale
-        arr = np.asarray(img, dtype=np.float64)
-        hi = float(arr.max()) if arr.size else 0.0
-        if hi > 255:
-            arr = arr * (255.0 / (65535.0 if hi <= 65535 else hi))
-        elif img.mode == "F" and hi <= 1.0:
-            arr = arr * 255.0
-        img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L")
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if has_alpha:
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def _decode_failure(path: Path, e: BaseException) -> Rejected:
-    """Pillow reports a cut-off file as EOFError / "image file is truncated" / "broken PNG file"."""
-    msg = str(e) or type(e).__name__
-    truncated = isinstance(e, EOFError) or "truncat" in msg.lower() or "broken" in msg.lower()
-    return Rejected("truncated" if truncated else "undecodable", f"{path.name}: {msg}")
-
-
-def check_image(path: Path | None, min_size: int,
-                max_pixels: int = tfr.MAX_IMAGE_PIXELS) -> tuple[bytes, dict[str, Any]]:
-    """Return (bytes to store, info) or raise Rejected.
-
-    The image is fully decoded (`load()`) so truncation is caught here rather than in Transform;
-    before that, the size in its header is checked against `max_pixels` (the same limit Transform
-    and the served model enforce), so a small file declaring a huge image is never decoded.
-    RGB JPEG/PNG bytes are kept as they are; anything else is converted to RGB and re-encoded as
-    JPEG quality 95 (info["converted"] says from what).
-    """
-    if path is None:
-        raise Rejected("missing_file", "no poster file named in the CSV row")
-    try:
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise Rejected("missing_file", f"{path} not found") from None
-    except OSError as e:
-        raise Rejected("missing_file", f"{path}: {e.strerror or e}") from None
-    if not data:
-        raise Rejected("empty_file", f"{path} is 0 bytes")
-    try:
-        img = Image.open(io.BytesIO(data))
-        fmt = img.format
-    except UnidentifiedImageError:
-        raise Rejected("undecodable", f"{path.name}: not a recognised image format") from None
-    except (Image.DecompressionBombError, ValueError, SyntaxError, OSError, EOFError) as e:
-        raise _decode_failure(path, e) from None
-    w, h = img.size  # from the header: nothing decoded yet
-    if w * h > max_pixels:
-        raise Rejected("too_large", f"{w}x{h} = {w * h} pixels > max_pixels={max_pixels}")
-    relaxed = ImageFile.LOAD_TRUNCATED_IMAGES  # if some other code relaxed Pillow, truncation would pass
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        img.load()
-    except (OSError, EOFError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise _decode_failure(path, e) from None
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = relaxed
-    w, h = img.size
-    if min(w, h) < min_size:
-        raise Rejected("too_small", f"{w}x{h}, shorter side < {min_size}px")
-    info: dict[str, Any] = {"format": fmt, "mode": img.mode, "size": [w, h]}
-    if img.mode == "RGB" and fmt in ("JPEG", "PNG") and "transparency" not in img.info:
-        return data, info
-    info["converted"] = f"{fmt} {img.mode}"
-    buf = io.BytesIO()
-    try:
-        _to_rgb(img).save(buf, format="JPEG", quality=JPEG_QUALITY)
-    except (OSError, ValueError) as e:  # a mode Pillow cannot bring to RGB
-        raise Rejected("undecodable", f"{path.name}: cannot convert {fmt} {img.mode} to RGB: {e}") from None
-    return buf.getvalue(), info
-
-
 # --- output folder --------------------------------------------------------------------------------
 
 
@@ -290,58 +214,92 @@ def _publish(tmp: Path, out: Path) -> None:
 # --- import ---------------------------------------------------------------------------------------
 
 
-def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                   shards: int = 4, gzip: bool = False, min_size: int = 32, progress: bool | None = None,
-                   max_pixels: int = tfr.MAX_IMAGE_PIXELS
-                   ) -> dict[str, Any]:
-    """Import a CSV + images into `out_dir` (sharded TFRecords + report.json); returns the report.
+@dataclass
+class _Tally:
+    """What the rows came to, as the import goes; becomes report.json."""
+    rejected: Counter[str] = field(default_factory=lambda: Counter({r: 0 for r in REASONS}))
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    genres: Counter[str] = field(default_factory=Counter)
+    converted: Counter[str] = field(default_factory=Counter)
+    seen: set[str] = field(default_factory=set)
+    written: int = 0
+
+    def reject(self, row: Row, r: Rejected) -> None:
+        where: dict[str, Any] = {"line": row.line} if row.line is not None else {"file": row.file}
+        self.rejected[r.reason] += 1
+        self.rejections.append({**where, "movie_id": row.movie_id, "reason": r.reason, "detail": r.detail})
+
+    def accept(self, row: Row, info: dict[str, Any]) -> None:
+        if "converted" in info:
+            self.converted[info["converted"]] += 1
+        self.seen.add(row.movie_id)
+        self.genres.update(row.genres)
+        self.written += 1
+
+
+def _check_row(row: Row, seen: set[str], min_size: int, max_pixels: int) -> tuple[bytes, dict[str, Any]]:
+    """The checks in their documented order: id → duplicate → genres → file (the first reason wins)."""
+    if not row.movie_id:
+        raise Rejected("missing_movie_id", "empty movie id")
+    if row.movie_id in seen:
+        raise Rejected("duplicate_movie_id", f"{row.movie_id} already written")
+    if not row.genres:
+        raise Rejected("no_genres", "genres field is empty")
+    return check_image(row.image_path, min_size, max_pixels)
+
+
+def _examples(rows: list[Row], tally: _Tally, min_size: int, max_pixels: int, interrupted: Any,
+              progress: bool | None) -> Iterator[Any]:
+    from tqdm import tqdm
+
+    for row in tqdm(rows, desc="import", unit="poster", disable=(not progress) if progress is not None else None):
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        try:
+            data, info = _check_row(row, tally.seen, min_size, max_pixels)
+        except Rejected as r:
+            tally.reject(row, r)
+            continue
+        tally.accept(row, info)
+        yield tfr.make_example(row.movie_id, data, row.genres, row.title, row.year)
+
+
+def _report(source: Source, tally: _Tally, paths: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+    total_rejected = sum(tally.rejected.values())
+    if len(source.rows) != tally.written + total_rejected:  # not `assert`: must hold under `python -O` too
+        raise RuntimeError(f"bookkeeping error: read {len(source.rows)} != written {tally.written} + rejected "
+                           f"{total_rejected}")
+    return {
+        "producer": PRODUCER,
+        "layout": source.layout,
+        **source.info,
+        "read": len(source.rows),
+        "written": tally.written,
+        "rejected": dict(tally.rejected),
+        "rejected_total": total_rejected,
+        "rejections": tally.rejections,
+        "genres": dict(sorted(tally.genres.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "converted": dict(tally.converted),
+        "shards": [os.path.basename(p) for p in paths],
+        **settings,
+    }
+
+
+def import_source(read: Callable[[], Source], out_dir: str | os.PathLike, shards: int = 4, gzip: bool = False,
+                  min_size: int = 32, progress: bool | None = None, max_pixels: int = tfr.MAX_IMAGE_PIXELS
+                  ) -> dict[str, Any]:
+    """Check the options and `out_dir`, call `read()` for the rows, then check, convert and write them
+    (sharded TFRecords + report.json, published atomically); returns the report.
 
     Raises IngestError for problems with the whole import. `progress=None` shows tqdm only on a TTY.
     """
-    from tqdm import tqdm
-
-    csv_path, images_dir, out = Path(csv_path), Path(images_dir), Path(out_dir).absolute()
+    out = Path(out_dir).absolute()
     if shards < 1:
         raise IngestError("--shards must be >= 1")
-    if not images_dir.is_dir():
-        raise IngestError(f"--images {images_dir} is not a folder")
     _check_out(out)
-    layout, encoding, rows = read_rows(csv_path, images_dir)
+    source = read()
     t0 = time.perf_counter()
-
-    rejected: Counter[str] = Counter({r: 0 for r in REASONS})
-    rejections: list[dict[str, Any]] = []
-    genres: Counter[str] = Counter()
-    converted: Counter[str] = Counter()
-    seen: set[str] = set()
-    written = 0
-
-    def examples() -> Iterator[Any]:
-        nonlocal written
-        for row in tqdm(rows, desc="import", unit="poster", disable=(not progress) if progress is not None
-                        else None):
-            if interrupted.is_set():
-                raise KeyboardInterrupt
-            try:
-                if not row.movie_id:
-                    raise Rejected("missing_movie_id", "empty movie id")
-                if row.movie_id in seen:
-                    raise Rejected("duplicate_movie_id", f"{row.movie_id} already written")
-                if not row.genres:
-                    raise Rejected("no_genres", "genres field is empty")
-                data, info = check_image(row.image_path, min_size, max_pixels)
-            except Rejected as r:
-                rejected[r.reason] += 1
-                rejections.append({"line": row.line, "movie_id": row.movie_id, "reason": r.reason,
-                                   "detail": r.detail})
-                continue
-            if "converted" in info:
-                converted[info["converted"]] += 1
-            seen.add(row.movie_id)
-            genres.update(row.genres)
-            written += 1
-            yield tfr.make_example(row.movie_id, data, row.genres, row.title, row.year)
-
+    tally = _Tally()
     out.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(out)
     tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
@@ -349,30 +307,10 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
     with ctrl_c_remembered() as interrupted:
         tmp.mkdir()
         try:
-            paths = tfr.write_sharded(examples(), str(tmp), shards=shards, gzip=gzip)
-            total_rejected = sum(rejected.values())
-            if len(rows) != written + total_rejected:  # not `assert`: must hold under `python -O` too
-                raise RuntimeError(f"bookkeeping error: read {len(rows)} != written {written} + rejected "
-                                   f"{total_rejected}")
-            report = {
-                "producer": PRODUCER,
-                "csv": str(csv_path),
-                "images": str(images_dir),
-                "layout": layout,
-                "encoding": encoding,
-                "read": len(rows),
-                "written": written,
-                "rejected": dict(rejected),
-                "rejected_total": total_rejected,
-                "rejections": rejections,
-                "genres": dict(sorted(genres.items(), key=lambda kv: (-kv[1], kv[0]))),
-                "converted": dict(converted),
-                "shards": [os.path.basename(p) for p in paths],
-                "gzip": gzip,
-                "min_size": min_size,
-                "max_pixels": max_pixels,
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
+            examples = _examples(source.rows, tally, min_size, max_pixels, interrupted, progress)
+            paths = tfr.write_sharded(examples, str(tmp), shards=shards, gzip=gzip)
+            report = _report(source, tally, paths, {"gzip": gzip, "min_size": min_size, "max_pixels": max_pixels,
+                                                    "seconds": round(time.perf_counter() - t0, 2)})
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
             _check_out(out)  # someone may have written there meanwhile
             if interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt library code swallowed
@@ -384,17 +322,63 @@ def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, o
     return report
 
 
-def main(args: argparse.Namespace) -> int:
+def import_posters(csv_path: str | os.PathLike, images_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                   **options: Any) -> dict[str, Any]:
+    """Import a CSV (either layout) + its image folder; `options` as for `import_source`."""
+    csv_path, images_dir = Path(csv_path), Path(images_dir)
+
+    def read() -> Source:
+        if not images_dir.is_dir():
+            raise IngestError(f"--images {images_dir} is not a folder")
+        layout, encoding, rows = read_rows(csv_path, images_dir)
+        return Source(layout, rows, {"csv": str(csv_path), "images": str(images_dir), "encoding": encoding})
+
+    return import_source(read, out_dir, **options)
+
+
+def folder_rows(root: str | os.PathLike) -> Source:
+    """The image-dataset layout `DIR/<Genre>/<movie_id>.jpg` (rules in `folder_layout`) as rows."""
     try:
-        report = import_posters(args.csv, args.images, args.out, shards=args.shards, gzip=args.gzip,
-                                min_size=args.min_size, max_pixels=args.max_pixels)
+        found = folder_layout.scan(root)
+    except folder_layout.LayoutError as e:
+        raise IngestError(str(e)) from None
+    rows = [Row(None, p.movie_id, "", 0, p.genres, p.path, p.file) for p in found.posters]
+    return Source("folders", rows, {"folders": str(root), "files": found.files, "merged": found.merged,
+                                    "ignored": {"files": found.ignored, "examples": found.ignored_examples}})
+
+
+def import_folders(root: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> dict[str, Any]:
+    """Import a folder per genre; `options` as for `import_source`."""
+    return import_source(lambda: folder_rows(root), out_dir, **options)
+
+
+def _summary(report: dict[str, Any], out: str) -> str:
+    reasons = ", ".join(f"{k} {v}" for k, v in report["rejected"].items() if v) or "none"
+    if report["layout"] == "folders":
+        what = f"{report['read']} posters from {report['files']} image files"
+    else:
+        what = f"{report['read']} rows"
+    return (f"read {what} ({report['layout']} layout), wrote {report['written']} posters in "
+            f"{len(report['shards'])} shard(s) to {out}, rejected {report['rejected_total']} ({reasons}); "
+            f"details in {os.path.join(out, REPORT_NAME)}")
+
+
+def main(args: argparse.Namespace) -> int:
+    options = {"shards": args.shards, "gzip": args.gzip, "min_size": args.min_size, "max_pixels": args.max_pixels}
+    folders, images = getattr(args, "folders", None), getattr(args, "images", None)
+    try:
+        if folders is not None:
+            if images is not None:
+                raise IngestError("--images goes with --csv; with --folders the images are in DIR/<Genre>/")
+            report = import_folders(folders, args.out, **options)
+        else:
+            if images is None:
+                raise IngestError("--csv needs --images, the folder holding the poster files")
+            report = import_posters(args.csv, images, args.out, **options)
     except IngestError as e:
         print(f"posters import: error: {e}", file=sys.stderr)
         return 2
-    reasons = ", ".join(f"{k} {v}" for k, v in report["rejected"].items() if v) or "none"
-    print(f"read {report['read']} rows ({report['layout']} layout), wrote {report['written']} posters in "
-          f"{len(report['shards'])} shard(s) to {args.out}, rejected {report['rejected_total']} ({reasons}); "
-          f"details in {os.path.join(args.out, REPORT_NAME)}")
+    print(_summary(report, args.out))
     if report["written"] == 0:
         print("posters import: error: no usable posters were found", file=sys.stderr)
         return 1

@@ -30,7 +30,8 @@ from poster_similarity.pipeline.modules import (  # noqa: F401
 
 
 def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
-    """Absolute floors on recall@10 and index recall, plus a max drop vs the last blessed model.
+    """Absolute floors on recall@10 and index recall, a max drop vs the last blessed model, and
+    optionally a floor on the lift over the untrained backbone (`gates.min_lift_over_frozen`).
     (TFMA writes no blessing without thresholds, so they are always set.)"""
     g = cfg.gates
     higher = tfma.MetricDirection.HIGHER_IS_BETTER
@@ -46,6 +47,7 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
                 tfma.MetricConfig(class_name="ExampleCount"),
                 tfma.MetricConfig(class_name="RetrievalMetrics", module=METRICS_MODULE),
                 tfma.MetricConfig(class_name="IndexRecall", module=METRICS_MODULE),
+                tfma.MetricConfig(class_name="TrainingLift", module=METRICS_MODULE),
             ],
             thresholds={
                 "recall@10": tfma.MetricThreshold(
@@ -60,7 +62,9 @@ def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
                 "index_recall@10": tfma.MetricThreshold(
                     value_threshold=tfma.GenericValueThreshold(lower_bound={"value": g.min_index_recall_at_10}),
                 ),
-            },
+            } | ({"lift_over_frozen_backbone": tfma.MetricThreshold(  # did training help?
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": g.min_lift_over_frozen}),
+            )} if g.min_lift_over_frozen > 0 else {}),
         )],
     )
 

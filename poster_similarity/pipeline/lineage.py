@@ -59,6 +59,12 @@ def summarize(cfg: PipelineConfig, seconds: float | None = None) -> dict:
     if evaluation is not None:
         out["evaluation_uri"] = evaluation.uri
         out["metrics"] = read_metrics(evaluation.uri)
+    served = _newest(store, "Model")  # IndexBuilder's output follows the Trainer's in every run
+    if served is not None:
+        props = {k: v.double_value for k, v in served.custom_properties.items()
+                 if k.endswith("_macro_precision_at_10") or k.startswith("lift_over_")}
+        if props:
+            out["did_training_help"] = props
     pushed = _newest(store, "PushedModel")
     if pushed is not None and "pushed" in pushed.custom_properties:
         out["pushed"] = bool(pushed.custom_properties["pushed"].int_value)
@@ -68,6 +74,17 @@ def summarize(cfg: PipelineConfig, seconds: float | None = None) -> dict:
     out["model_name"] = cfg.model_name
     out["components"] = run_states(store)
     return out
+
+
+def training_lift_lines(summary: dict) -> list[str]:
+    """The run's "did training help?" table (`summarize`'s `did_training_help`), as printable lines."""
+    from poster_similarity.components.baselines import MODEL, summary_lines
+
+    props = summary.get("did_training_help") or {}
+    suffix = "_macro_precision_at_10"
+    rows = {k[: -len(suffix)]: {"macro_precision@10": v} for k, v in props.items() if k.endswith(suffix)}
+    model = rows.pop(MODEL, None)
+    return summary_lines({MODEL: model, "baselines": rows}) if model else []
 
 
 def run_states(store: Any) -> dict[str, str]:

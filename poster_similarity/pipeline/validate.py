@@ -58,24 +58,36 @@ def evaluate(model_dir: str, files: list[str], batch_size: int = 64) -> dict:
     """Leave-one-out retrieval metrics over the examples + the bundled index's recall vs exact."""
     import tensorflow as tf
 
-    from poster_similarity.components.retrieval_metrics import RETRIEVAL_KS, index_recall, retrieval_scores
+    from poster_similarity.components.retrieval_metrics import (
+        FROZEN_P10_OUTPUT,
+        LIFT_METRIC,
+        RETRIEVAL_KS,
+        genre_precision,
+        index_recall,
+        retrieval_scores,
+    )
 
     model = _load_model(model_dir)
     embed, xf = model.signatures["embed_examples"], model.signatures["transform_features"]
     compression = "GZIP" if files[0].endswith(".gz") else ""
-    embs, labels, index_ids, exact_ids = [], [], [], []
+    embs, labels, index_ids, exact_ids, frozen = [], [], [], [], 0.0
     try:
         for batch in tf.data.TFRecordDataset(files, compression_type=compression).batch(batch_size):
             out = embed(examples=batch)
             embs.append(out["embedding"].numpy())
             index_ids.append(out["index_ids"].numpy())
             exact_ids.append(out["exact_ids"].numpy())
+            if FROZEN_P10_OUTPUT in out:  # models exported before the baseline existed lack it
+                frozen = float(out[FROZEN_P10_OUTPUT].numpy()[0])
             labels.append(xf(examples=batch)["genres_xf"].numpy())
     except tf.errors.OpError as e:
         raise BadInput(f"could not evaluate {files}: {e.message.splitlines()[0]}") from e
     if not embs:
         raise BadInput("no examples in the given files")
-    metrics = retrieval_scores(np.concatenate(embs), np.concatenate(labels), RETRIEVAL_KS)
+    emb, lab = np.concatenate(embs), np.concatenate(labels)
+    metrics = retrieval_scores(emb, lab, RETRIEVAL_KS) | genre_precision(emb, lab, 10)
+    # the Trainer scored the untrained backbone on its eval split; on other examples this is indicative
+    metrics[LIFT_METRIC] = metrics["macro_precision@10"] / frozen if frozen > 0 else 0.0
     metrics["index_recall@10"] = index_recall(np.concatenate(index_ids), np.concatenate(exact_ids))
     return metrics
 
@@ -89,6 +101,10 @@ def gate(candidate: dict, baseline: dict | None, g: GateConfig) -> list[dict]:
          "threshold": g.min_index_recall_at_10,
          "ok": candidate["index_recall@10"] >= g.min_index_recall_at_10},
     ]
+    if g.min_lift_over_frozen > 0:
+        lift = candidate.get("lift_over_frozen_backbone", 0.0)
+        checks.append({"check": "lift_over_frozen_backbone >= min_lift_over_frozen", "value": lift,
+                       "threshold": g.min_lift_over_frozen, "ok": lift >= g.min_lift_over_frozen})
     if baseline is not None:
         diff = candidate["recall@10"] - baseline["recall@10"]
         checks.append({"check": "recall@10 - baseline >= -max_recall_drop", "value": diff,

@@ -57,6 +57,24 @@ def _bench(extra: list[str]) -> int:
     return subprocess.call([sys.executable, "-m", "poster_similarity.bench.run_all", *extra])
 
 
+def _add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """`posters import`: exactly one input, `--csv` (+ `--images`) or `--folders` (docs/data.md)."""
+    s = sub.add_parser("import", parents=[common],
+                       help="import a poster CSV + image folder, or a folder per genre, into TFRecords")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", help="our CSV (movie_id,title,year,genres,poster) or Kaggle MovieGenre.csv")
+    source.add_argument("--folders", metavar="DIR", help="a folder per genre, DIR/<Genre>/<movie_id>.jpg "
+                        "(image_dataset_from_directory's layout; a poster in several folders gets all their genres)")
+    s.add_argument("--images", help="with --csv: folder holding the poster files")
+    s.add_argument("--out", required=True, help="output folder (written atomically)")
+    s.add_argument("--shards", type=int, default=4)
+    s.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecords")
+    s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
+    s.add_argument("--max-pixels", type=int, default=1 << 24,
+                   help="reject images whose header declares more pixels (default 4096x4096, as Transform and serving)")
+    s.set_defaults(func=_lazy("poster_similarity.datatools.ingest"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `posters` parser: one subparser per command, each with `-v/--verbose`.
 
@@ -79,17 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graded (default): colour grades hide each genre's colours; genre: genres in their own colours")
     s.set_defaults(func=_lazy("poster_similarity.datatools.sample_data"))
 
-    s = sub.add_parser("import", parents=[common],
-                       help="import a poster CSV + image folder into TFRecords")
-    s.add_argument("--csv", required=True, help="our CSV (movie_id,title,year,genres,poster) or Kaggle MovieGenre.csv")
-    s.add_argument("--images", required=True, help="folder holding the poster files")
-    s.add_argument("--out", required=True, help="output folder (written atomically)")
-    s.add_argument("--shards", type=int, default=4)
-    s.add_argument("--gzip", action="store_true", help="GZIP-compress the TFRecords")
-    s.add_argument("--min-size", type=int, default=32, help="reject images whose shorter side is smaller")
-    s.add_argument("--max-pixels", type=int, default=1 << 24,
-                   help="reject images whose header declares more pixels (default 4096x4096, as Transform and serving)")
-    s.set_defaults(func=_lazy("poster_similarity.datatools.ingest"))
+    _add_import(sub, common)
 
     s = sub.add_parser("run", parents=[common],
                        help="run the TFX pipeline locally (LocalDagRunner, sqlite ML Metadata)")

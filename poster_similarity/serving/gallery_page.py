@@ -238,7 +238,25 @@ def _gate_html(metrics_doc: dict | None, version: str | None) -> str:
         warn = (f'<p class="kv" style="color:var(--bad)">The metrics are for version {esc(pushed_v)}, '
                 f'the server answers with version {esc(version)}.</p>')
     return (f'<div class="panel"><div class="gate">{badge}{"".join(kv)}</div>'
-            f'<div class="metrics" data-section="metrics">{tiles}</div>{warn}</div>')
+            f'<div class="metrics" data-section="metrics">{tiles}</div>{_lift_html(metrics_doc)}{warn}</div>')
+
+
+def _lift_html(metrics_doc: dict) -> str:
+    """"Did training help?": macro genre P@10 on the held-out posters for the model and the
+    baselines the run measured (run summary's `did_training_help`, from ML Metadata)."""
+    props = metrics_doc.get("did_training_help") or {}
+    suffix = "_macro_precision_at_10"
+    rows = sorted(((k[: -len(suffix)], v) for k, v in props.items() if k.endswith(suffix)),
+                  key=lambda kv: (kv[0] != "model", -kv[1]))
+    if not rows or rows[0][0] != "model":
+        return ""
+    cells = []
+    for name, value in rows:
+        lift = props.get(f"lift_over_{name}")
+        note = f" (model ×{lift:.2f})" if lift is not None else ""
+        cells.append(f'<span class="kv">{html.escape(name.replace("_", " "))} <b>{value:.3f}</b>{note}</span>')
+    return ('<div class="gate" data-section="did-training-help"><span class="kv">did training help? '
+            'held-out macro genre P@10:</span>' + "".join(cells) + "</div>")
 
 
 def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[str, str], *, model_name: str,

@@ -66,6 +66,17 @@ def _split_globs(artifact) -> list[str]:
             for s in artifact_utils.decode_split_names(artifact.split_names)]
 
 
+def record_training_lift(artifact, helped: dict) -> None:
+    """ML Metadata properties answering "did training help?": macro genre P@10 of the model and of
+    each baseline on the eval split (`<row>_macro_precision_at_10`), and the lift over each."""
+    rows = {"model": helped.get("model") or {}} | (helped.get("baselines") or {})
+    for name, row in rows.items():
+        if "macro_precision@10" in row:
+            artifact.set_float_custom_property(f"{name}_macro_precision_at_10", float(row["macro_precision@10"]))
+    for name, value in (helped.get("lift_macro_precision@10") or {}).items():
+        artifact.set_float_custom_property(f"lift_over_{name}", float(value))
+
+
 class Executor(base_executor.BaseExecutor):
     """Builds `serving_model` from `model`, `transform_graph`, `embeddings` and `catalogue`."""
 
@@ -102,3 +113,4 @@ class Executor(base_executor.BaseExecutor):
         out.set_int_custom_property("catalogue_size", int(report["catalogue_size"]))
         out.set_float_custom_property("index_recall_vs_exact", float(report["recall_at_k_vs_exact"]))
         out.set_string_custom_property("index_kind", str(report["kind"]))
+        record_training_lift(out, extra.get("did_training_help") or {})
