@@ -69,11 +69,13 @@ def baseline_reports(frozen_embed, eval_images, seed: int = 0) -> dict[str, dict
 
 
 def lift(model: dict[str, float], baselines: dict[str, dict[str, float]], metric: str) -> dict[str, float]:
-    """model / baseline for `metric`, per baseline (inf when the baseline scores 0)."""
+    """model / baseline for `metric`, per baseline; a baseline scoring 0 has no ratio and is left out
+    (too few eval posters per genre for macro P@10, for example)."""
     out = {}
     for name, row in baselines.items():
         base = row.get(metric, 0.0)
-        out[name] = float(model.get(metric, 0.0) / base) if base > 0 else float("inf")
+        if base > 0:
+            out[name] = float(model.get(metric, 0.0) / base)
     return out
 
 

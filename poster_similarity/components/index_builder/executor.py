@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 
 import numpy as np
@@ -70,11 +71,12 @@ def record_training_lift(artifact, helped: dict) -> None:
     """ML Metadata properties answering "did training help?": macro genre P@10 of the model and of
     each baseline on the eval split (`<row>_macro_precision_at_10`), and the lift over each."""
     rows = {"model": helped.get("model") or {}} | (helped.get("baselines") or {})
-    for name, row in rows.items():
-        if "macro_precision@10" in row:
-            artifact.set_float_custom_property(f"{name}_macro_precision_at_10", float(row["macro_precision@10"]))
-    for name, value in (helped.get("lift_macro_precision@10") or {}).items():
-        artifact.set_float_custom_property(f"lift_over_{name}", float(value))
+    values = {f"{name}_macro_precision_at_10": row["macro_precision@10"] for name, row in rows.items()
+              if "macro_precision@10" in row}
+    values |= {f"lift_over_{name}": v for name, v in (helped.get("lift_macro_precision@10") or {}).items()}
+    for key, value in values.items():
+        if math.isfinite(float(value)):  # ML Metadata rejects inf and nan
+            artifact.set_float_custom_property(key, float(value))
 
 
 class Executor(base_executor.BaseExecutor):
