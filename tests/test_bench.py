@@ -5,12 +5,14 @@ Behaviour only (files, keys, goal records) — never timings, which depend on th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from poster_similarity.bench.common import BENCHES
+from poster_similarity.bench import run_all
+from poster_similarity.bench.common import BENCHES, NEEDS_EXTERNAL_DATA, render_table, write_result
 from tests.helpers import ROOT
 
 # What every results file promises its readers (render_table, the docs): the contract, written out here.
@@ -20,11 +22,17 @@ KEYS = {"name", "quick", "started", "seconds", "machine", "versions", "params", 
 @pytest.mark.slow
 def test_bench_quick_writes_results(tmp_path):
     out = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k not in (run_all.REAL_TRAIN_ENV, run_all.REAL_TEST_ENV)}
     proc = subprocess.run([sys.executable, "-m", "poster_similarity.bench.run_all", "--quick", "--out", str(out)],
-                          cwd=ROOT,
+                          cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for name in BENCHES:
+    # benchmarks on data the repository does not ship are skipped, saying so, and write nothing
+    for name in NEEDS_EXTERNAL_DATA:
+        assert f"[run_all] {name}: skipped: no real poster folders given" in proc.stdout
+        assert not (out / f"{name}.json").exists()
+    ran = [name for name in BENCHES if name not in NEEDS_EXTERNAL_DATA]
+    for name in ran:
         path = out / f"{name}.json"
         assert path.exists(), f"{name}.json missing"
         doc = json.loads(path.read_text())
@@ -58,5 +66,42 @@ def test_bench_quick_writes_results(tmp_path):
     distributed = json.loads((out / "distributed.json").read_text())  # quick: only the checkpoint cost
     assert distributed["results"]["runs"] == [] and distributed["results"]["checkpoint"]["save_s"] > 0
     table = (out / "README_table.md").read_text()
-    for name in BENCHES:
+    for name in ran:
         assert f"### {name}" in table
+    for name in NEEDS_EXTERNAL_DATA:
+        assert f"### {name}" not in table
+
+
+def test_run_all_skips_real_posters_without_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(run_all.REAL_TRAIN_ENV, raising=False)
+    monkeypatch.delenv(run_all.REAL_TEST_ENV, raising=False)
+    calls = []
+    monkeypatch.setattr(run_all.subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    assert run_all.main(["--only", "real_posters", "--out", str(tmp_path)]) == 0
+    assert "[run_all] real_posters: skipped: no real poster folders given" in capsys.readouterr().out
+    assert calls == [] and not (tmp_path / "real_posters.json").exists()
+
+
+def test_run_all_passes_real_poster_folders_from_flags_or_environment(tmp_path, monkeypatch):
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    monkeypatch.setattr(run_all.subprocess, "run", lambda cmd, **kw: calls.append(cmd) or Done())
+    monkeypatch.setenv(run_all.REAL_TEST_ENV, "rel/test")  # relative: the benchmark runs from the repository
+    monkeypatch.delenv(run_all.REAL_TRAIN_ENV, raising=False)
+    assert run_all.main(["--only", "real_posters", "--out", str(tmp_path)]) == 0
+    assert calls[-1][1:3] == ["-m", "poster_similarity.bench.real_posters"]
+    assert calls[-1][-3:] == ["--test", os.path.abspath("rel/test"), "--skip-train"]  # no train folder: baselines
+    assert run_all.main(["--only", "real_posters", "--out", str(tmp_path), "--quick",
+                         "--real-train", "/d/train", "--real-test", "/d/test"]) == 0  # flags win over the env
+    assert calls[-1][-5:] == ["--quick", "--test", "/d/test", "--train", "/d/train"]
+    assert run_all.real_posters_args("/d/train", None) is None  # a train folder alone: nothing to evaluate on
+
+
+def test_render_table_includes_real_posters_results(tmp_path):
+    table = {"headers": ["embedding", "macro genre P@10"], "rows": [["random", 0.143], ["frozen backbone", 0.254]]}
+    write_result("real_posters", False, 0.0, {}, {}, [], out_dir=str(tmp_path), table=table, notes=["a note"])
+    text = render_table(str(tmp_path))
+    assert "### real_posters — " in text and "| frozen backbone | 0.254 |" in text and "- a note" in text

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from poster_similarity.components.retrieval_metrics import index_recall, retrieval_scores
+from poster_similarity.components.retrieval_metrics import genre_precision, index_recall, retrieval_scores
 
 
 def test_hand_computed_example():
@@ -109,3 +109,34 @@ def test_ir_recall_matches_its_definition_and_does_not_saturate():
     g = (rng.random((400, 3)) > 0.3).astype(np.float32)
     r = retrieval_scores(rng.normal(size=(400, 16)), g, ks=(10,))
     assert r["recall@10"] > 0.95 and abs(r["ir_recall@10"] - 10 / 399) < 0.01
+
+
+def test_genre_precision_per_genre_by_hand_and_by_loop():
+    """Posters at 0°, 10°, 30°, 100°; genres P0 {A}, P1 {A}, P2 {B}, P3 {A, B}. Top 2 by angle:
+    P0 [P1, P2], P1 [P0, P2], P2 [P1, P0], P3 [P2, P1].
+    A (queries P0, P1, P3): shares of the top 2 having A: 1/2, 1/2, 1/2 → 1/2.
+    B (queries P2, P3): 0 (P1, P0 lack B), 1/2 (P2 has B) → 1/4. macro = (1/2 + 1/4) / 2 = 3/8;
+    micro over the 5 (query, genre) pairs = (1/2 + 1/2 + 0 + 1/2 + 1/2) / 5 = 2/5.
+    With min_count=3 only A (3 posters) is kept, in the macro figure and the per-genre dict alike."""
+    emb = _unit([0, 10, 30, 100])
+    genres = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], np.float32)
+    plain = genre_precision(emb, genres, k=2, min_count=1)
+    assert set(plain) == {"macro_precision@2", "micro_precision@2"}  # the default keeps its keys
+    out = genre_precision(emb, genres, k=2, min_count=1, per_genre=True)
+    assert out["per_genre_precision@2"] == pytest.approx({0: 1 / 2, 1: 1 / 4})
+    assert out["macro_precision@2"] == pytest.approx(3 / 8) and out["micro_precision@2"] == pytest.approx(2 / 5)
+    assert {k: v for k, v in out.items() if k in plain} == plain
+    only_a = genre_precision(emb, genres, k=2, min_count=3, per_genre=True)
+    assert only_a["per_genre_precision@2"] == pytest.approx({0: 1 / 2}) and only_a["macro_precision@2"] == 0.5
+    assert genre_precision(emb[:1], genres[:1], k=2, per_genre=True)["per_genre_precision@2"] == {}
+
+    # multi-label, against a plain loop over queries: per genre, the mean share of the top k having it
+    rng = np.random.default_rng(1)
+    emb, genres = rng.normal(size=(50, 6)), (rng.random((50, 4)) > 0.6).astype(np.float32)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    top = [sorted((i for i in range(50) if i != q), key=lambda i: -float(unit[q] @ unit[i]))[:5] for q in range(50)]
+    expected = {g: np.mean([genres[top[q], g].mean() for q in range(50) if genres[q, g]])
+                for g in range(4) if genres[:, g].sum() >= 10}
+    out = genre_precision(emb, genres, k=5, min_count=10, per_genre=True)
+    assert out["per_genre_precision@5"] == pytest.approx(expected)
+    assert out["macro_precision@5"] == pytest.approx(np.mean(list(expected.values())))

@@ -21,7 +21,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
 TABLE_FILE = "README_table.md"
-BENCHES = ("ann", "serving", "training", "pipeline", "learning", "distributed")
+BENCHES = ("ann", "serving", "training", "pipeline", "learning", "distributed", "real_posters")
+# Benchmarks on data the repository does not ship (no licence to redistribute it): `run_all` runs them
+# only when pointed at the data, so their results file may be absent from a run's folder.
+NEEDS_EXTERNAL_DATA = ("real_posters",)
 
 
 # --- environment ----------------------------------------------------------------------------------
