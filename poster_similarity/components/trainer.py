@@ -110,6 +110,13 @@ def triplet_loss(cfg: PipelineConfig) -> tf.keras.losses.Loss:
     return tfa.losses.TripletSemiHardLoss(margin=cfg.triplet_margin, distance_metric="angular")
 
 
+def phase1_lr(cfg: PipelineConfig, n_blocks: int) -> float:
+    """The head alone trains at `phase1_lr`; with backbone blocks open, at `phase1_finetune_lr`."""
+    if n_blocks != 0 and cfg.phase1_finetune_lr is not None:
+        return cfg.phase1_finetune_lr
+    return cfg.phase1_lr
+
+
 def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
     """[(start_epoch, end_epoch, n_blocks)] from `unfreeze_schedule`, clipped to phase1_epochs."""
     sched = sorted(cfg.unfreeze_schedule or [[0, -1]])
@@ -209,10 +216,11 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         segment = f"phase1_epoch{start}"
         if segment in state.done:
             continue
-        log.info("phase 1 epochs %d-%d: top %d blocks open (%d layers)", start, end, n_blocks, opened)
+        log.info("phase 1 epochs %d-%d: top %d blocks open (%d layers), learning rate %g", start, end, n_blocks,
+                 opened, phase1_lr(cfg, n_blocks))
         with strategy.scope():
             model.compile(
-                optimizer=tf.keras.optimizers.Adam(cfg.phase1_lr),
+                optimizer=tf.keras.optimizers.Adam(phase1_lr(cfg, n_blocks)),
                 loss={model_lib.LOGIT_LAYER: tf.keras.losses.BinaryCrossentropy(from_logits=True)},
                 metrics={model_lib.LOGIT_LAYER: [tf.keras.metrics.AUC(multi_label=True, from_logits=True,
                                                                       name="auc")]},

@@ -95,6 +95,9 @@ class PipelineConfig:
     # Phase 1: genre multi-label warm-up with progressive unfreezing
     phase1_epochs: int = 3
     phase1_lr: float = 1e-3
+    # learning rate once backbone blocks are open (None → phase1_lr): pretrained weights need a
+    # gentler step than the fresh head (measured on real posters, docs/pipeline-and-model.md)
+    phase1_finetune_lr: float | None = None
     # [[epoch, n_top_blocks_trainable], ...]; -1 = every block. BatchNorm stays frozen.
     unfreeze_schedule: list[list[int]] = field(default_factory=lambda: [[0, 0], [1, 1], [2, 2]])
     batch_size: int = 32
