@@ -86,7 +86,7 @@ class PipelineConfig:
     train_buckets: int = 4
 
     # Model
-    backbone: str = "nasnet_large"  # production default (GPU); configs/demo.yaml uses small_cnn on CPU
+    backbone: str = "nasnet_large"  # production default (GPU); configs/demo.yaml: efficientnet_lite0 on CPU
     weights: str = "imagenet"  # "imagenet" | "none" | path to a local .h5 weights file
     image_size: list[int] | None = None  # [H, W]; None → the backbone's native size
     embedding_dim: int = 128
