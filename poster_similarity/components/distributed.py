@@ -25,8 +25,10 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -318,6 +320,13 @@ class TrainingState:
         self.done.append(segment)
         self.history = history
         if not self.cluster.is_chief:
+            # Every worker saves: under MultiWorkerMirroredStrategy reading BatchNorm's moving
+            # statistics (sync-on-read variables) is an all-reduce, which hangs unless all take part.
+            scratch = tempfile.mkdtemp(prefix="handover-")
+            try:
+                model.save_weights(os.path.join(scratch, HANDOVER_WEIGHTS))
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
             return
         tmp = os.path.join(self.dir, "handover_weights.tmp.h5")
         model.save_weights(tmp)
