@@ -62,33 +62,49 @@ def retrieval_scores(emb: np.ndarray, genres: np.ndarray, ks=(1, 5, 10), chunk: 
     return out
 
 
-def genre_precision(emb: np.ndarray, genres: np.ndarray, k: int = 10, min_count: int = 10) -> dict[str, float]:
-    """Genre precision@k, per genre: for a query of genre g, the share of its top k that has g.
-
-    `micro_precision@k` averages over every (query, genre of the query) pair; `macro_precision@k`
-    averages per genre first, over the genres with at least `min_count` posters, so a catalogue's
-    big genres (Drama) cannot hide that the small ones (Horror) are ranked at random.
-    """
-    emb = _normalise(emb)
-    g = np.asarray(genres, np.float32) > 0
+def _genre_hits(emb: np.ndarray, g: np.ndarray, k: int) -> np.ndarray:
+    """[G]: summed over the queries having genre g, the share of their top k (leave-one-out, cosine)
+    having g. The one core of the macro, micro and per-genre figures, so they cannot disagree."""
     n = len(emb)
-    out = {f"macro_precision@{k}": 0.0, f"micro_precision@{k}": 0.0}
-    if n < 2:
-        return out
     kk = min(k, n - 1)
-    per_genre = np.zeros(g.shape[1])
+    hits = np.zeros(g.shape[1])
     for lo in range(0, n, 1024):
         hi = min(n, lo + 1024)
         sims = emb[lo:hi] @ emb.T
         sims[np.arange(hi - lo), np.arange(lo, hi)] = -np.inf
         top = np.argsort(-sims, axis=1, kind="stable")[:, :kk]
         share = g[top].mean(axis=1)  # [q, G]: the share of the top k having each genre
-        per_genre += (share * g[lo:hi]).sum(axis=0)
+        hits += (share * g[lo:hi]).sum(axis=0)
+    return hits
+
+
+def genre_precision(emb: np.ndarray, genres: np.ndarray, k: int = 10, min_count: int = 10,
+                    per_genre: bool = False) -> dict[str, float | dict[int, float]]:
+    """Genre precision@k, per genre: for a query of genre g, the share of its top k that has g.
+
+    `micro_precision@k` averages over every (query, genre of the query) pair; `macro_precision@k`
+    averages per genre first, over the genres with at least `min_count` posters, so a catalogue's
+    big genres (Drama) cannot hide that the small ones (Horror) are ranked at random.
+    per_genre=True adds `per_genre_precision@k`: {genre column: its precision@k} over the genres the
+    macro average covers (their mean is the macro figure), for reports that show which genres fail.
+    """
+    emb = _normalise(emb)
+    g = np.asarray(genres, np.float32) > 0
+    n = len(emb)
+    out = {f"macro_precision@{k}": 0.0, f"micro_precision@{k}": 0.0}
+    if per_genre:
+        out[f"per_genre_precision@{k}"] = {}
+    if n < 2:
+        return out
+    hits = _genre_hits(emb, g, k)
     counts = g.sum(axis=0)
     pairs = counts.sum()
-    out[f"micro_precision@{k}"] = float(per_genre.sum() / pairs) if pairs else 0.0
+    out[f"micro_precision@{k}"] = float(hits.sum() / pairs) if pairs else 0.0
     kept = counts >= min_count
-    out[f"macro_precision@{k}"] = float((per_genre[kept] / counts[kept]).mean()) if kept.any() else 0.0
+    per = hits[kept] / counts[kept]
+    out[f"macro_precision@{k}"] = float(per.mean()) if kept.any() else 0.0
+    if per_genre:
+        out[f"per_genre_precision@{k}"] = {int(c): float(v) for c, v in zip(np.flatnonzero(kept), per, strict=True)}
     return out
 
 
@@ -157,22 +173,28 @@ if tfma is not None:
         def extract_output(self, acc):
             return self._compute(self._keys, acc)
 
+    def _metric_keys(names, model_name: str, output_name: str) -> dict:
+        # example_weighted=None: these are unweighted by construction, and MetricsSpec.thresholds
+        # look metrics up with example_weighted=None.
+        return {n: metric_types.MetricKey(name=n, model_name=model_name, output_name=output_name,
+                                          example_weighted=None) for n in names}
+
+    def _stacked(acc) -> tuple[np.ndarray, np.ndarray]:
+        """The gathered (embeddings [N, D], multi-hot genres [N, G])."""
+        return (np.stack([e.reshape(-1) for e in acc["embedding"]]),
+                np.stack([g.reshape(-1) for g in acc["label"]]))
+
     def _retrieval_computations(name="retrieval", eval_config=None, model_name="", output_name="",
                                 sub_key=None, aggregation_type=None, class_weights=None,
                                 example_weighted=False):
         names = ([f"recall@{k}" for k in RETRIEVAL_KS] + [f"ir_recall@{k}" for k in RETRIEVAL_KS]
                  + [f"precision@{k}" for k in RETRIEVAL_KS] + ["map@r"])
-        # example_weighted=None: these are unweighted by construction, and MetricsSpec.thresholds
-        # look metrics up with example_weighted=None.
-        keys = {n: metric_types.MetricKey(name=n, model_name=model_name, output_name=output_name, example_weighted=None)
-                for n in names}
+        keys = _metric_keys(names, model_name, output_name)
 
         def compute(keys_, acc):
             if not acc["embedding"]:
                 return {k: float("nan") for k in keys_.values()}
-            emb = np.stack([e.reshape(-1) for e in acc["embedding"]])
-            lab = np.stack([g.reshape(-1) for g in acc["label"]])
-            scores = retrieval_scores(emb, lab, RETRIEVAL_KS)
+            scores = retrieval_scores(*_stacked(acc), RETRIEVAL_KS)
             return {key: float(scores[n]) for n, key in keys_.items()}
 
         return [metric_types.MetricComputation(
@@ -195,15 +217,12 @@ if tfma is not None:
     def _lift_computations(name="training_lift", eval_config=None, model_name="", output_name="",
                            sub_key=None, aggregation_type=None, class_weights=None, example_weighted=False):
         names = ("macro_precision@10", "micro_precision@10", LIFT_METRIC)
-        keys = {n: metric_types.MetricKey(name=n, model_name=model_name, output_name=output_name, example_weighted=None)
-                for n in names}
+        keys = _metric_keys(names, model_name, output_name)
 
         def compute(keys_, acc):
             if not acc["embedding"]:
                 return {k: float("nan") for k in keys_.values()}
-            emb = np.stack([e.reshape(-1) for e in acc["embedding"]])
-            lab = np.stack([g.reshape(-1) for g in acc["label"]])
-            scores = genre_precision(emb, lab, 10)
+            scores = genre_precision(*_stacked(acc), 10)
             frozen = float(np.asarray(acc[FROZEN_P10_OUTPUT][0]).reshape(-1)[0])
             # no baseline recorded (an older tower): 0, so a lift gate fails closed
             scores[LIFT_METRIC] = scores["macro_precision@10"] / frozen if frozen > 0 else 0.0
