@@ -140,3 +140,29 @@ def test_genre_precision_per_genre_by_hand_and_by_loop():
     out = genre_precision(emb, genres, k=5, min_count=10, per_genre=True)
     assert out["per_genre_precision@5"] == pytest.approx(expected)
     assert out["macro_precision@5"] == pytest.approx(np.mean(list(expected.values())))
+
+
+@pytest.mark.parametrize("frozen", [0.25, 0.0])
+def test_training_lift_is_the_model_over_the_frozen_score_it_carries(frozen):
+    """The served model carries its untrained backbone's macro P@10 per example; the metric divides
+    by it, and a model without one (0) gets lift 0, so a lift gate fails closed."""
+    from types import SimpleNamespace
+
+    from poster_similarity.components.retrieval_metrics import (
+        FROZEN_P10_OUTPUT,
+        LIFT_METRIC,
+        _lift_computations,
+        genre_precision,
+    )
+
+    rng = np.random.default_rng(3)
+    emb, genres = rng.normal(size=(60, 5)).astype(np.float32), np.eye(3)[rng.integers(0, 3, 60)]
+    combiner = _lift_computations()[0].combiner
+    acc = combiner.create_accumulator()
+    for e, g in zip(emb, genres, strict=True):
+        acc = combiner.add_input(acc, SimpleNamespace(label=g, prediction={
+            "embedding": e, FROZEN_P10_OUTPUT: np.float32(frozen)}))
+    out = {k.name: v for k, v in combiner.extract_output(acc).items()}
+    expected = genre_precision(emb, genres, 10)
+    assert out["macro_precision@10"] == pytest.approx(expected["macro_precision@10"])
+    assert out[LIFT_METRIC] == pytest.approx(expected["macro_precision@10"] / frozen if frozen else 0.0)
