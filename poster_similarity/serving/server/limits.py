@@ -136,6 +136,12 @@ class ConnectionTable:
         with self._lock:
             self._conns.pop(id(sock), None)
 
+    def sockets(self) -> list[socket.socket]:
+        """A snapshot of the open connections, taken under the lock (handlers add and remove
+        connections concurrently; iterating the live table could raise mid-way)."""
+        with self._lock:
+            return [s for s, _ in self._conns.values()]
+
     def __len__(self) -> int:
         return len(self._conns)
 

@@ -252,9 +252,9 @@ def make_http_server(server, host: str, port: int):
             super().shutdown_request(request)
 
         def close_all(self) -> None:
-            for s in list(self.table._conns.values()):
+            for s in self.table.sockets():
                 try:
-                    s[0].shutdown(socket.SHUT_RDWR)
+                    s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
 
