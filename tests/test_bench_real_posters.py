@@ -255,3 +255,15 @@ def test_share_of_peak_is_named_and_derived_from_its_inputs():
     assert "50.0 images/s = 50.0% of the measured fp32 matmul peak" in notes[1]
     assert f"20.0–{20 * TRAIN_FLOPS_FACTOR:.1f}% of the measured fp32 matmul peak" in notes[2]
     assert notes[-1] == "run exited 2: see W/run.log"
+
+
+def test_recipe_sweep_pk_batches_hold_k_posters_of_each_of_p_labels():
+    from poster_similarity.bench.recipe_sweep import pk_batches
+
+    labels = np.array([0] * 10 + [1] * 6 + [2] * 3 + [3] * 8)  # label 2 has fewer than K=4 posters
+    gen = pk_batches(labels, p=2, k=4, seed=0)
+    for _ in range(20):
+        idx = next(gen)
+        values, counts = np.unique(labels[idx], return_counts=True)
+        assert len(idx) == 8 and len(set(idx.tolist())) == 8
+        assert len(values) == 2 and set(counts) == {4} and 2 not in values
