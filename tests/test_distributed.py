@@ -181,3 +181,26 @@ def test_rendered_custom_job_and_tfjob_run_the_trainer_executor_on_every_replica
         (container,) = spec["template"]["spec"]["containers"]
         assert container["name"] == "tensorflow" and container["image"] == IMAGE and container["command"] == cmd
         assert container["resources"]["limits"] == {"nvidia.com/gpu": 1}
+
+
+def test_handover_weights_load_whatever_blocks_were_open_when_saved(tmp_path):
+    """The h5 hand-over file stores weights in `model.weights` order, which puts trainable weights
+    first: a model saved with its top blocks open (BatchNorm frozen) must load into a fresh model."""
+    import numpy as np
+
+    from poster_similarity.components import model as model_lib
+    from poster_similarity.components.distributed import Cluster, TrainingState
+
+    saved = model_lib.build_model("efficientnet_lite0", "none", (64, 48), 3)
+    model_lib.set_trainable_blocks(saved, "efficientnet_lite0", 3)
+    flags = [layer.trainable for layer in saved.get_layer("backbone").layers]
+    rng = np.random.default_rng(0)
+    saved.set_weights([rng.normal(size=w.shape).astype(w.dtype.as_numpy_dtype) for w in saved.weights])
+    state = TrainingState(str(tmp_path), Cluster())
+    state.finish("phase2", saved, {})
+    assert [layer.trainable for layer in saved.get_layer("backbone").layers] == flags  # put back as it was
+
+    fresh = model_lib.build_model("efficientnet_lite0", "none", (64, 48), 3)
+    TrainingState(str(tmp_path), Cluster()).restore_weights(fresh)
+    by_name = {w.name: w.numpy() for w in saved.weights}
+    assert all(np.array_equal(by_name[w.name], w.numpy()) for w in fresh.weights)

@@ -21,6 +21,7 @@ Vertex AI Training and a Kubeflow TFJob start one process per replica with the s
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -274,6 +275,35 @@ class _EpochLog(tf.keras.callbacks.Callback):
                     **{k: float(v) for k, v in (logs or {}).items()})
 
 
+def _all_layers(model: tf.keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, tf.keras.Model):
+            yield from _all_layers(layer)
+
+
+@contextlib.contextmanager
+def canonical_weight_order(model: tf.keras.Model):
+    """Every layer trainable while the block runs, then each layer's flag as it was.
+
+    Why: an h5 weights file stores `model.weights` in order, and Keras lists trainable weights
+    before non-trainable ones, so the order depends on which backbone blocks were open (and on
+    BatchNorm, always frozen) when it was saved; a fresh model loading it has every layer
+    trainable. Saving and loading in that one state keeps the order the same.
+    """
+    flags = [(layer, layer.trainable) for layer in _all_layers(model)]
+    top = model.trainable
+    try:
+        model.trainable = True
+        for layer, _ in flags:
+            layer.trainable = True
+        yield model
+    finally:  # the model first, then each layer, parents before children (the setter recurses)
+        model.trainable = top
+        for layer, flag in flags:
+            layer.trainable = flag
+
+
 class TrainingState:
     """Per-epoch checkpoints and finished segments under `<run_dir>/backup/`.
 
@@ -306,7 +336,8 @@ class TrainingState:
     def restore_weights(self, model: tf.keras.Model) -> None:
         """Loads the weights of the last finished segment (call once, before skipping segments)."""
         if self.done:
-            model.load_weights(os.path.join(self.dir, HANDOVER_WEIGHTS))
+            with canonical_weight_order(model):
+                model.load_weights(os.path.join(self.dir, HANDOVER_WEIGHTS))
             log.info("resumed: segments %s already finished", ", ".join(self.done))
 
     def callbacks(self, segment: str, watch: tf.keras.Model) -> list[tf.keras.callbacks.Callback]:
@@ -324,12 +355,14 @@ class TrainingState:
             # statistics (sync-on-read variables) is an all-reduce, which hangs unless all take part.
             scratch = tempfile.mkdtemp(prefix="handover-")
             try:
-                model.save_weights(os.path.join(scratch, HANDOVER_WEIGHTS))
+                with canonical_weight_order(model):
+                    model.save_weights(os.path.join(scratch, HANDOVER_WEIGHTS))
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
             return
         tmp = os.path.join(self.dir, "handover_weights.tmp.h5")
-        model.save_weights(tmp)
+        with canonical_weight_order(model):
+            model.save_weights(tmp)
         tf.io.gfile.rename(tmp, os.path.join(self.dir, HANDOVER_WEIGHTS), overwrite=True)
         with tf.io.gfile.GFile(os.path.join(self.dir, STATE_FILE + ".tmp"), "w") as f:
             json.dump({"done": self.done, "history": history}, f)
