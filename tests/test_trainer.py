@@ -1,4 +1,6 @@
 """Trainer pieces: unfreeze schedule, P×K batches, the triplet loss, augmentation."""
+from types import SimpleNamespace
+
 import numpy as np
 import tensorflow as tf
 
@@ -51,3 +53,27 @@ def test_augmentation_keeps_shape_and_never_flips():
     out = trainer.augment(tf.constant(img), seed=1).numpy()
     assert out.shape == img.shape and out.dtype == np.uint8
     assert (out[:, :, :4].mean() > out[:, :, -4:].mean() + 100)  # left stays left
+
+
+def test_local_copy_has_the_trained_weights_whatever_blocks_are_open():
+    """Multi-worker exports go through a copy built outside the strategy: same outputs, with the
+    trained model's top blocks open and BatchNorm frozen (weights listed trainable-first)."""
+    import numpy as np
+
+    from poster_similarity.components import model as model_lib
+    from poster_similarity.components.trainer import local_copy
+    from poster_similarity.core.config import PipelineConfig
+
+    cfg = PipelineConfig(backbone="efficientnet_lite0", weights="none")
+    feats = SimpleNamespace(h=64, w=48, num_genres=3)
+    trained = model_lib.build_model(cfg.backbone, "none", (64, 48), 3, cfg.embedding_dim, cfg.dropout)
+    model_lib.set_trainable_blocks(trained, cfg.backbone, 3)
+    rng = np.random.default_rng(1)
+    trained.set_weights([rng.uniform(0.05, 0.15, w.shape).astype(np.float32) for w in trained.weights])  # var > 0
+    plain, tower = local_copy(trained, cfg, feats)
+    images = rng.integers(0, 255, (2, 64, 48, 3)).astype(np.uint8)
+    want = trained(images, training=False)
+    got = plain(images, training=False)
+    assert np.isfinite(want["embedding"]).all()
+    np.testing.assert_allclose(got["embedding"], want["embedding"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(tower(images).numpy(), axis=1), 1.0, rtol=1e-5)

@@ -264,6 +264,22 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
     return model, tower, feats, history
 
 
+def local_copy(model: tf.keras.Model, cfg: PipelineConfig, feats: Features) -> tuple[tf.keras.Model, tf.keras.Model]:
+    """The trained model rebuilt outside the distribution strategy, with its weights.
+
+    Why: under MultiWorkerMirroredStrategy BatchNorm's moving statistics are sync-on-read
+    distributed variables, and a SavedModel signature that reads them cannot be saved. Every
+    worker calls this (reading those variables is an all-reduce).
+    """
+    plain = model_lib.build_model(cfg.backbone, "none", (feats.h, feats.w), feats.num_genres, cfg.embedding_dim,
+                                  cfg.dropout)
+    with distributed.canonical_weight_order(model):  # both lists in the all-trainable order
+        weights = model.get_weights()
+    with distributed.canonical_weight_order(plain):
+        plain.set_weights(weights)
+    return plain, model_lib.embedding_model(plain)
+
+
 def scrambled_tower(tower: tf.keras.Model) -> tf.keras.Model:
     """Test-only (config `scramble_embeddings`): a deliberately bad model whose embedding is random
     noise seeded by the image's pixels — deterministic per poster, meaningless across posters —
@@ -300,6 +316,8 @@ def run_fn(fn_args):
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = fn_args.model_run_dir
     model, tower, feats, history = train(cfg, tft_output, fn_args.train_files, fn_args.eval_files, log_dir)
+    if distributed.cluster_from_env().num_workers > 1:
+        model, tower = local_copy(model, cfg, feats)
     if cfg.scramble_embeddings:
         tower = scrambled_tower(tower)
 
