@@ -25,13 +25,13 @@ demo: venv
 	@DATA="$(DATA)" WORKDIR="$(WORKDIR)" N="$(N)" bash scripts/demo.sh
 
 bench: venv
-	$(PY) -m poster_similarity.bench.run_all
+	$(PY) -m bench.run_all
 
 bench-quick: venv
-	$(PY) -m poster_similarity.bench.run_all --quick
+	$(PY) -m bench.run_all --quick
 
 image:
-	docker build -f Dockerfile -t poster-similarity-pipeline:latest .
+	docker build -f kubeflow/Dockerfile -t poster-similarity-pipeline:latest .
 
 lock:
 	uv pip compile --python-version 3.10 --python-platform x86_64-manylinux_2_28 requirements/base.in -o requirements/lock.txt

@@ -10,7 +10,7 @@ export's defaults); its leaves_to_search is then swept on the same index (ScaNN'
 override, no rebuild) to trace recall vs queries/s. "tfrs_default" = tfrs's ScaNN layer as shipped:
 100 leaves, 10 searched, AH 2 dims/block, no reordering.
 
-    python -m poster_similarity.bench.ann [--quick] [--sizes 10000,100000,1000000]
+    python -m bench.ann [--quick] [--sizes 10000,100000,1000000]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from poster_similarity.bench.common import available_mem_gb, base_parser, goal, rss_mb, time_calls, write_result
+from bench.common import available_mem_gb, base_parser, goal, rss_mb, time_calls, write_result
 
 DIM = 128
 K = 10

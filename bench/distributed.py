@@ -11,7 +11,7 @@ the all-reduce and a second process cost.
 Checkpoint overhead: `tf.keras.callbacks.BackupAndRestore`'s per-epoch save, plus the epoch log's
 weight fingerprint, timed in-process for the same model, against the measured epoch time.
 
-    python -m poster_similarity.bench.distributed [--quick] [--n 160] [--workers 1,2]
+    python -m bench.distributed [--quick] [--n 160] [--workers 1,2]
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import statistics
 import tempfile
 import time
 
-from poster_similarity.bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
 
 OVERRIDES = ["beam_direct_running_mode=in_memory", "image_size=[96, 64]", "phase1_epochs=3",
              "unfreeze_schedule=[[0, 2], [1, -1]]", "batch_size=16", "batch_p=4", "batch_k=4",

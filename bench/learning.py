@@ -10,7 +10,7 @@ random CNN already ranks like an oracle that knows each poster's primary genre.
 `learning_rows` is what tests/e2e/test_learning.py asserts on. Quick mode skips the runs (~2 min
 each); `--quick --cases primary` runs one.
 
-    python -m poster_similarity.bench.learning [--quick] [--n 400] [--seed 0] [--cases primary,combo,genre_palette]
+    python -m bench.learning [--quick] [--n 400] [--seed 0] [--cases primary,combo,genre_palette]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from poster_similarity.bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
 from poster_similarity.pipeline.lineage import newest_artifact_dir
 
 METRICS = ("recall@1", "recall@10", "ir_recall@10", "precision@10", "map@r")

@@ -10,9 +10,9 @@ Transform comparison (full mode, largest size): the demo config runs Beam's Dire
 
 Quick mode skips the pipeline (one run costs ~2 min: the TFX import alone is ~37 s) and writes a
 result saying so; `--quick --sizes 60` runs 60 posters with 1+1 epochs, in_memory, no comparison.
-poster_similarity/bench/run_all.py hands the model the largest run pushed to poster_similarity/bench/serving.py.
+bench/run_all.py hands the model the largest run pushed to bench/serving.py.
 
-    python -m poster_similarity.bench.pipeline [--quick] [--sizes 500,2000]
+    python -m bench.pipeline [--quick] [--sizes 500,2000]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from poster_similarity.bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
 
 PIPE_DIR = os.path.join(CACHE_DIR, "pipeline")
 QUICK_WORKDIR = os.path.join(PIPE_DIR, "wd_quick")

@@ -15,7 +15,7 @@ centred, L2; bench-only), the frozen ImageNet efficientnet_lite0 (pooled feature
 image size) and the fine-tuned model. Also: the training report's `images_per_s` entries per phase,
 the machine's measured float32 matmul peak and FLOPs per image → each throughput's share of that peak.
 
-    python -m poster_similarity.bench.real_posters --train DIR --test DIR [--max-per-genre N]
+    python -m bench.real_posters --train DIR --test DIR [--max-per-genre N]
         [--max-test-per-genre N] [--config configs/demo.yaml] [--set k=v ...] [--workdir W]
         [--skip-train] [--reuse-model] [--describe TEXT] [--out DIR]
 """
@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from poster_similarity.bench import real_posters_baselines as rb
-from poster_similarity.bench.common import CACHE_DIR, ROOT, base_parser, goal, md_table, write_result
+from bench import real_posters_baselines as rb
+from bench.common import CACHE_DIR, ROOT, base_parser, goal, md_table, write_result
 
 NAME = "real_posters"
 CLI = [sys.executable, "-m", "poster_similarity.posters.cli"]
@@ -163,7 +163,7 @@ def evaluate(name: str, emb: np.ndarray, genres: np.ndarray, names: list[str], s
 def baselines(args, cfg, test: list[rb.Poster], pix, genres, names) -> tuple[dict, dict]:
     """Scores of the four baselines, and the frozen backbone's efficiency figures. Random and the
     colour histogram are the Trainer's own (`components.baselines`), so its report and this agree."""
-    from poster_similarity.bench import real_posters_models as rm
+    from bench import real_posters_models as rm
     from poster_similarity.components.baselines import random_embedding
 
     paths = [p.path for p in test]
@@ -202,7 +202,7 @@ def efficiency(rm, net, size) -> dict:
 
 
 def fine_tuned(args, cfg, info: dict, test, genres, names, eff: dict) -> dict | None:
-    from poster_similarity.bench import real_posters_models as rm
+    from bench import real_posters_models as rm
 
     if not info.get("model_dir"):
         say("no fine-tuned model to evaluate")
@@ -328,7 +328,7 @@ def main(argv=None) -> int:
         say(f"goal {g['goal']}: {g['value']} (target {g['target']}, met {g['met']})")
     data = describe_data(args, train_all, train_used, test_all, test, dropped)
     notes = notes_for(args, info, eff, len(test), len(names))
-    params = vars(args) | {"command": "python -m poster_similarity.bench.real_posters " + shlex.join(argv),
+    params = vars(args) | {"command": "python -m bench.real_posters " + shlex.join(argv),
                            "config_resolved": cfg.to_dict()}
     results = {"data": data, "embeddings": rows, "ratios": ratios, "efficiency": eff, "training": info}
     write_result(NAME, args.quick, started, params, results, goals, out_dir=args.out, table=table, notes=notes)

@@ -1,4 +1,4 @@
-"""Pure parts of the real-poster benchmark (poster_similarity/bench/real_posters.py): the folder
+"""Pure parts of the real-poster benchmark (bench/real_posters.py): the folder
 reader, deterministic subsampling, the raw-pixel baseline and the scores. numpy + PIL only here;
 the scores come from the product's `retrieval_metrics` (imported lazily: it imports TFMA).
 

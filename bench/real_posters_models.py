@@ -1,4 +1,4 @@
-"""TensorFlow parts of the real-poster benchmark (poster_similarity/bench/real_posters.py): the frozen
+"""TensorFlow parts of the real-poster benchmark (bench/real_posters.py): the frozen
 ImageNet backbone, the product's colour histogram and the fine-tuned SavedModel as embedders of image
 files, the machine's measured float32 matmul peak, a backbone's FLOPs per image, and the training
 report's throughput.

@@ -8,7 +8,7 @@ embedding tower; `components.trainer.triplet_loss` for phase 2) and is scored wi
 metric (`retrieval_metrics.genre_precision`, macro genre P@10) next to the frozen backbone. The
 chosen recipe is then confirmed end to end by `bench.real_posters`.
 
-    python -m poster_similarity.bench.recipe_sweep --train DIR --test DIR [--per-genre 200] \
+    python -m bench.recipe_sweep --train DIR --test DIR [--per-genre 200] \
         [--test-per-genre 150] [--recipes recipes.json]
 
 A recipe: {"schedule": [[epoch, open_blocks], ...], "epochs": E1, "lr": 1e-3, "finetune_lr": 1e-4,
@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from poster_similarity.bench import real_posters_baselines as rb
-from poster_similarity.bench.common import base_parser, write_result
+from bench import real_posters_baselines as rb
+from bench.common import base_parser, write_result
 
 DEFAULT_RECIPES = [  # the three schedules behind configs/demo.yaml (docs/pipeline-and-model.md)
     {"schedule": [[0, 0]], "epochs": 6, "lr": 1e-3, "phase2_epochs": 0},

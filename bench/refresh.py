@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from poster_similarity.bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
+from bench.common import CACHE_DIR, ROOT, base_parser, ensure_sample_data, goal, write_result
 
 REFRESH_GOAL = 0.25
 

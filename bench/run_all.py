@@ -5,7 +5,7 @@ serving, learning, distributed, real_posters — serving reuses the model the pi
 pushed when no --model-base-path is given. real_posters needs poster folders the repository does not
 ship (docs/benchmarks.md): it runs only given --real-test DIR [--real-train DIR] (or the environment
 variables POSTERS_REAL_TEST / POSTERS_REAL_TRAIN); without --real-train it scores the baselines only.
-Results: poster_similarity/bench/results/<name>.json and poster_similarity/bench/results/README_table.md.
+Results: bench/results/<name>.json and bench/results/README_table.md.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from poster_similarity.bench.common import ROOT, base_parser, latest_model_base, render_table
+from bench.common import ROOT, base_parser, latest_model_base, render_table
 
 ORDER = ("ann", "training", "pipeline", "serving", "learning", "distributed", "real_posters")
 REAL_TRAIN_ENV, REAL_TEST_ENV = "POSTERS_REAL_TRAIN", "POSTERS_REAL_TEST"

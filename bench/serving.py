@@ -1,7 +1,7 @@
 """Serving benchmark: `serving_default` with a real JPEG, in-process vs local server REST vs gRPC.
 
 * in-process: `tf.saved_model.load(...).signatures["serving_default"]` called from client threads;
-* rest / grpc: serving.client.PosterClient against serving.server.ModelServer running in a
+* rest / grpc: client.PosterClient against serving.server.ModelServer running in a
   separate process (as TF Serving would), one client per thread.
 
 Closed loop (each of C threads sends its next request when the previous answer arrives) at batch 1
@@ -14,7 +14,7 @@ pushed), else a cached demo model under bench/.cache (built once: `posters sampl
 + the local pipeline with 1+1 epochs, in_memory Beam); in quick mode a stand-in model instead
 (ensure_standin_model: the real export module, ~20 s to build).
 
-    python -m poster_similarity.bench.serving [--quick] [--model-base-path DIR --model-name posters]
+    python -m bench.serving [--quick] [--model-base-path DIR --model-name posters]
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ import tempfile
 import threading
 import time
 
-from poster_similarity.bench.common import ROOT, base_parser, goal, percentiles, write_result
-from poster_similarity.bench.serving_models import (
+from bench.common import ROOT, base_parser, goal, percentiles, write_result
+from bench.serving_models import (
     MODEL_NAME,
     ensure_model,
     ensure_standin_model,
@@ -54,7 +54,7 @@ def _serve_child(base: str, name: str, batching: str = "") -> int:
 
 class ServerProcess:
     def __init__(self, base: str, name: str, batching_file: str = ""):
-        self.proc = subprocess.Popen([sys.executable, "-m", "poster_similarity.bench.serving", "--_serve", base,
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.serving", "--_serve", base,
                                       name, batching_file],
                                      cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -86,7 +86,7 @@ def make_callers(mode: str, batch: list[bytes], model_dir: str, server: ServerPr
         fn = _inprocess_fn(model_dir)
         t = tf.constant(batch)
         return [lambda: fn(image_bytes=t)["movie_ids"].numpy() for _ in range(n)]
-    from poster_similarity.serving.client import PosterClient
+    from poster_similarity.client import PosterClient
 
     callers = []
     for _ in range(n):
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     finally:
         server.stop()
     # the same server with server-side batching, batch-1 requests: TF Serving's parameters
-    # (poster_similarity/serving/config/batching_parameters.txt), and "eager" (no timeout, one batch thread: requests
+    # (serving/config/batching_parameters.txt), and "eager" (no timeout, one batch thread: requests
     # are merged only when they queue behind a running call)
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 1 }\n")
@@ -291,7 +291,7 @@ def main(argv=None) -> int:
              "benchmark process, one PosterClient each; in-process = SavedModel signature called from threads",
              "images/s column: open-loop rows show achieved requests/s instead",
              "+batching rows: a second server process with --enable-batching and "
-             "poster_similarity/serving/config/batching_parameters.txt (max 32 rows, 2 ms timeout, 4 batch threads); "
+             "serving/config/batching_parameters.txt (max 32 rows, 2 ms timeout, 4 batch threads); "
              "+eager-batching: max 32 rows, no timeout, 1 batch thread"]
     if standin:
         notes.append("quick mode without --model-base-path: stand-in model (export module around an untrained "

@@ -11,7 +11,7 @@ BASELINE_COMMIT, taken from this repository's history with `git archive`); "afte
 `poster_similarity.serving.server`. Both get the same `serving_default` request (one JPEG) from the
 same `PosterClient`.
 
-    python -m poster_similarity.bench.serving_ab [--quick] [--model-base-path DIR] [--baseline COMMIT]
+    python -m bench.serving_ab [--quick] [--model-base-path DIR] [--baseline COMMIT]
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ import sys
 import tempfile
 import time
 
-from poster_similarity.bench.common import ROOT, base_parser, goal, percentiles, write_result
-from poster_similarity.bench.serving_models import MODEL_NAME, ensure_model, ensure_standin_model, find_jpeg
+from bench.common import ROOT, base_parser, goal, percentiles, write_result
+from bench.serving_models import MODEL_NAME, ensure_model, ensure_standin_model, find_jpeg
 
 BASELINE_COMMIT = "dc23286c28689598ceb2e6fb2b122c34f8531919"  # main before the serving-hardening merge
 
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--baseline", default=BASELINE_COMMIT, help="the pre-hardening commit")
     p.add_argument("--image", default=None, help="a JPEG to send (default: a sample poster)")
     args = p.parse_args(argv)
-    from poster_similarity.serving.client import PosterClient
+    from poster_similarity.client import PosterClient
 
     started = time.time()
     if args.model_base_path:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 
-from poster_similarity.bench.common import CACHE_DIR, ROOT, ensure_sample_data
+from bench.common import CACHE_DIR, ROOT, ensure_sample_data
 
 MODEL_NAME = "posters"
 CACHE_WORKDIR = os.path.join(CACHE_DIR, "serving_wd")
@@ -52,7 +52,7 @@ def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
     request path and ops as a trained demo model (JPEG decode, resize, CNN, ScaNN); ~20 s to build."""
     if latest_version_dir(STANDIN_BASE):
         return STANDIN_BASE, MODEL_NAME
-    from poster_similarity.components.standin_export import export
+    from tests.standin_export import export
 
     tmp = os.path.join(STANDIN_BASE, "1.tmp")
     export(tmp, "scann", catalogue)

@@ -9,7 +9,7 @@
 * input: the Trainer's own pipeline (components.trainer.genre_dataset: GZIP TFRecords → parse_example →
   components.preprocessing.decode_pixels) over transformed-like examples generated here.
 
-    python -m poster_similarity.bench.training [--quick] [--backbones efficientnet_lite0,small_cnn]
+    python -m bench.training [--quick] [--backbones efficientnet_lite0,small_cnn]
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from poster_similarity.bench.common import CACHE_DIR, base_parser, goal, write_result
+from bench.common import CACHE_DIR, base_parser, goal, write_result
 
 ALL_BACKBONES = ("efficientnet_lite0", "small_cnn", "mobilenet_v3_small", "efficientnet_v2_b0", "nasnet_mobile")
 SERVED = "efficientnet_lite0"  # configs/demo.yaml's backbone: the tower this machine serves

@@ -1,4 +1,4 @@
-"""The TF Serving Dockerfiles (poster_similarity/serving/docker/) read instruction by instruction,
+"""The TF Serving Dockerfiles (serving/docker/) read instruction by instruction,
 as Docker handles line continuations and comments."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import shlex
 from functools import cache
 from pathlib import Path
 
-from tests.helpers import PKG
+from tests.helpers import ROOT
 
-DOCKER = Path(PKG) / "serving" / "docker"
+DOCKER = Path(ROOT) / "serving" / "docker"
 
 
 @cache
@@ -79,7 +79,7 @@ PATCH_IN_TFS = "third_party/scann/tf_serving.patch"
 
 
 def recipe():
-    """poster_similarity/serving/docker/scann_recipe.py, loaded as a module (it is a script, not a package)."""
+    """serving/docker/scann_recipe.py, loaded as a module (it is a script, not a package)."""
     spec = importlib.util.spec_from_file_location("scann_recipe", DOCKER / "scann_recipe.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

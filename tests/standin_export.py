@@ -7,7 +7,7 @@ Only the Transform graph is a stand-in (the same image op the real one runs, `en
 because a real one needs a TFX Transform run (minutes). Everything TF Serving executes for
 `serving_default`, `recommend`, `neighbors` and the index is the production code. Seconds to build.
 
-    python -m poster_similarity.components.standin_export EXPORT_DIR [scann|brute_force]
+    python -m tests.standin_export EXPORT_DIR [scann|brute_force]
 """
 from __future__ import annotations
 

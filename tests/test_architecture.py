@@ -5,10 +5,12 @@ its own layer and the layers listed for it):
 
     core                       config + data contract
     components, datatools      model code run by TFX; sample posters and import
-    serving, pipeline          the model server and client (no TFX); the TFX definition and gate
+    serving, client, pipeline  the model server (no TFX); PosterClient, query, gallery (no server);
+                               the TFX definition and gates
     local_runner, kubeflow_runner
     posters                    the CLI (imports its subcommands lazily, by name)
-    bench, tests               on top: they import the product, never the reverse
+    bench, tests               top-level folders, not installed: they import the product, never the
+                               reverse (bench uses two test fixtures: the stand-in export, LocalJob)
 
 Every `import` statement counts, including those inside functions (a lazy import is still a
 dependency), and so do the module names the CLI hands to `_lazy(...)`.
@@ -26,23 +28,27 @@ from tests.helpers import ROOT
 
 PACKAGE = "poster_similarity"  # the one installed top-level name
 
-PRODUCT = ("core", "components", "datatools", "serving", "pipeline", "local_runner", "kubeflow_runner", "posters")
+PRODUCT = ("core", "components", "datatools", "serving", "client", "pipeline", "local_runner", "kubeflow_runner",
+           "posters")
+NOT_INSTALLED = ("bench", "tests")  # top-level folders of the repository
 ALLOWED = {
     "core": set(),
     "components": {"core"},
     "datatools": {"core"},
     "serving": {"core"},
+    "client": {"core"},
     "pipeline": {"core", "components"},
     "local_runner": {"core", "pipeline"},
     "kubeflow_runner": {"core", "pipeline"},
-    "posters": {"core", "datatools", "serving", "pipeline", "local_runner"},
-    "bench": set(PRODUCT),
+    "posters": {"core", "datatools", "serving", "client", "pipeline", "local_runner"},
+    "bench": set(PRODUCT) | {"tests"},
     "tests": set(PRODUCT) | {"bench"},
 }
 # Third-party packages a layer must not import: serving runs where TFX is not installed (TF Serving's
 # image) and must start fast; the core and data tools are imported by every command.
 FORBIDDEN_THIRD_PARTY = {
     "serving": {"tfx", "tfx_bsl", "tensorflow_transform", "tensorflow_model_analysis", "apache_beam", "ml_metadata"},
+    "client": {"tfx", "tfx_bsl", "tensorflow_transform", "tensorflow_model_analysis", "apache_beam", "ml_metadata"},
     "core": {"tfx", "tensorflow_transform", "tensorflow_model_analysis", "apache_beam"},
     "datatools": {"tfx", "tensorflow_transform", "tensorflow_model_analysis", "apache_beam"},
 }
@@ -58,7 +64,7 @@ def module_files(root: str) -> dict[str, str]:
     """Dotted module name → path, for every .py file of the layers in ALLOWED under `root`."""
     out = {}
     for layer in ALLOWED:
-        top = layer if layer == "tests" else os.path.join(PACKAGE, layer)
+        top = layer if layer in NOT_INSTALLED else os.path.join(PACKAGE, layer)
         if os.path.isfile(os.path.join(root, top + ".py")):
             out[top.replace(os.sep, ".")] = os.path.join(root, top + ".py")
         for dirpath, _, files in os.walk(os.path.join(root, top)):
@@ -185,12 +191,12 @@ def test_checker_finds_a_cycle_hidden_in_functions_and_an_upward_import(tmp_path
 
 
 def test_checker_reads_the_cli_lazy_module_names(tmp_path):
-    """`_lazy("poster_similarity.bench.x")` in the CLI is a dependency on bench, which the CLI may not have."""
+    """`_lazy("bench.x")` in the CLI is a dependency on bench, which the CLI may not have."""
     pkg = PACKAGE
-    root = _write(tmp_path, {f"{pkg}/posters/__init__.py": "", f"{pkg}/bench/__init__.py": "",
-                             f"{pkg}/bench/x.py": "", f"{pkg}/posters/cli.py": f"h = _lazy('{pkg}.bench.x')\n"})
+    root = _write(tmp_path, {f"{pkg}/posters/__init__.py": "", "bench/__init__.py": "",
+                             "bench/x.py": "", f"{pkg}/posters/cli.py": "h = _lazy('bench.x')\n"})
     assert layering_violations(import_graph(root)) == [
-        f"{pkg}.posters.cli imports {pkg}.bench.x: posters may import only {sorted(ALLOWED['posters'])}"]
+        f"{pkg}.posters.cli imports bench.x: posters may import only {sorted(ALLOWED['posters'])}"]
 
 
 # --- the project -----------------------------------------------------------------------------------
@@ -244,7 +250,7 @@ def test_no_sys_path_edits_and_no_module_named_like_a_package():
     sys.path (the TFX CLI runs runner files that way), which is what sys.path edits worked around."""
     files = module_files(ROOT)
     tops = {layer_of(m) for m in files} | {PACKAGE}
-    # bench's modules only ever run as `python -m poster_similarity.bench.x`, which never puts bench/ on sys.path.
+    # bench's modules only ever run as `python -m bench.x`, which never puts bench/ on sys.path.
     shadows = [m for m in files if m.count(".") > 1 and m.rsplit(".", 1)[1] in tops and layer_of(m) in PRODUCT]
     assert shadows == []
     edits = []
@@ -271,7 +277,8 @@ def test_installs_one_top_level_name_that_belongs_to_no_other_distribution():
     include = ast.literal_eval(next(k.value for k in kw["packages"].keywords if k.arg == "include"))
     packages = find_packages(ROOT, include=include)
     assert {p.split(".")[0] for p in packages} == {PACKAGE}
-    assert {f"{PACKAGE}.{layer}" for layer in PRODUCT if "runner" not in layer} | {f"{PACKAGE}.bench"} <= set(packages)
+    assert {f"{PACKAGE}.{layer}" for layer in PRODUCT if "runner" not in layer} <= set(packages)
+    assert not [p for p in packages if p.split(".")[-1] in NOT_INSTALLED]
     owners = importlib.metadata.packages_distributions()
     assert set(owners.get(PACKAGE, [])) <= {"poster-similarity"}
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from poster_similarity.serving.batching import Batcher, BatchingOptions, Overloaded, batch_rows
-from tests.helpers import PKG
+from tests.helpers import ROOT
 
 
 def _double(calls: list):
@@ -121,7 +121,7 @@ def test_big_requests_mismatched_shapes_and_overload():
 
 
 def test_options_from_tf_serving_file_and_errors(tmp_path):
-    opts = BatchingOptions.from_file(os.path.join(PKG, "serving", "config", "batching_parameters.txt"))
+    opts = BatchingOptions.from_file(os.path.join(ROOT, "serving", "config", "batching_parameters.txt"))
     assert (opts.max_batch_size, opts.batch_timeout_micros, opts.max_enqueued_batches, opts.num_batch_threads) == \
         (32, 2000, 100, 4)
     (tmp_path / "partial.txt").write_text("max_batch_size { value: 8 }\n")
@@ -147,7 +147,7 @@ def test_serve_cli_rejects_a_bad_batching_file(tmp_path, capsys):
 def test_real_server_batches_rest_and_grpc_and_isolates_a_corrupt_image(tmp_path):
     """16 concurrent clients (REST and gRPC) with batching on: every answer equals the unbatched
     one, a corrupt image is a 400 for its sender only, and calls were merged."""
-    from poster_similarity.serving.client import PosterClient, ServingError
+    from poster_similarity.client import PosterClient, ServingError
     from poster_similarity.serving.server import ModelServer
     from tests.tiny_model import COLOURS, png, save_model
 

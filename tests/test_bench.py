@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from poster_similarity.bench import run_all
-from poster_similarity.bench.common import BENCHES, NEEDS_EXTERNAL_DATA, render_table, write_result
+from bench import run_all
+from bench.common import BENCHES, NEEDS_EXTERNAL_DATA, render_table, write_result
 from tests.helpers import ROOT
 
 # What every results file promises its readers (render_table, the docs): the contract, written out here.
@@ -23,7 +23,7 @@ KEYS = {"name", "quick", "started", "seconds", "machine", "versions", "params", 
 def test_bench_quick_writes_results(tmp_path):
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if k not in (run_all.REAL_TRAIN_ENV, run_all.REAL_TEST_ENV)}
-    proc = subprocess.run([sys.executable, "-m", "poster_similarity.bench.run_all", "--quick", "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "bench.run_all", "--quick", "--out", str(out)],
                           cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -92,7 +92,7 @@ def test_run_all_passes_real_poster_folders_from_flags_or_environment(tmp_path, 
     monkeypatch.setenv(run_all.REAL_TEST_ENV, "rel/test")  # relative: the benchmark runs from the repository
     monkeypatch.delenv(run_all.REAL_TRAIN_ENV, raising=False)
     assert run_all.main(["--only", "real_posters", "--out", str(tmp_path)]) == 0
-    assert calls[-1][1:3] == ["-m", "poster_similarity.bench.real_posters"]
+    assert calls[-1][1:3] == ["-m", "bench.real_posters"]
     assert calls[-1][-3:] == ["--test", os.path.abspath("rel/test"), "--skip-train"]  # no train folder: baselines
     assert run_all.main(["--only", "real_posters", "--out", str(tmp_path), "--quick",
                          "--real-train", "/d/train", "--real-test", "/d/test"]) == 0  # flags win over the env

@@ -1,4 +1,4 @@
-"""The real-poster benchmark (poster_similarity/bench/real_posters*.py): its scores are the product's
+"""The real-poster benchmark (bench/real_posters*.py): its scores are the product's
 (`retrieval_metrics`, `components.baselines`) on hand-built examples, the baseline embeddings on
 PIL-made images, the folder reader, the report's efficiency names. No trained model."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from poster_similarity.bench import real_posters_baselines as rb
-from poster_similarity.bench.real_posters import TRAIN_FLOPS_FACTOR, efficiency, goals_for, notes_for
-from poster_similarity.bench.real_posters_models import embed_files, histogram_embedder, throughput_entries
+from bench import real_posters_baselines as rb
+from bench.real_posters import TRAIN_FLOPS_FACTOR, efficiency, goals_for, notes_for
+from bench.real_posters_models import embed_files, histogram_embedder, throughput_entries
 
 # Four posters on the unit circle at 0°, 10°, 30°, 100°; genres (columns A, B):
 # P0 {A}, P1 {A}, P2 {B}, P3 {A, B}.
@@ -258,7 +258,7 @@ def test_share_of_peak_is_named_and_derived_from_its_inputs():
 
 
 def test_recipe_sweep_pk_batches_hold_k_posters_of_each_of_p_labels():
-    from poster_similarity.bench.recipe_sweep import pk_batches
+    from bench.recipe_sweep import pk_batches
 
     labels = np.array([0] * 10 + [1] * 6 + [2] * 3 + [3] * 8)  # label 2 has fewer than K=4 posters
     gen = pk_batches(labels, p=2, k=4, seed=0)

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from poster_similarity.bench.serving_ab import BASELINE_COMMIT
+from bench.serving_ab import BASELINE_COMMIT
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ def test_interleaved_ab_writes_both_arms(tmp_path):
                                 capture_output=True).returncode == 0
     if not in_history:  # a shallow clone cannot rebuild the baseline; the bench says so itself
         pytest.skip(f"{BASELINE_COMMIT[:7]} is not in this clone's history")
-    proc = subprocess.run([sys.executable, "-m", "poster_similarity.bench.serving_ab", "--quick", "--out",
+    proc = subprocess.run([sys.executable, "-m", "bench.serving_ab", "--quick", "--out",
                            str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     doc = json.loads((tmp_path / "serving_ab.json").read_text())

@@ -1,5 +1,5 @@
 """A `brute_force` export needs no op outside stock TensorFlow, so stock `tensorflow/serving:2.15.1`
-(poster_similarity/serving/docker/Dockerfile.brute_force) can load it; a `scann` export needs ScaNN's `Scann>` ops.
+(serving/docker/Dockerfile.brute_force) can load it; a `scann` export needs ScaNN's `Scann>` ops.
 
 Every node of the SavedModel is scanned: the MetaGraph's graph and every function in its library
 (tf.function bodies, where the index lives). The stock registry is read in a fresh interpreter that

@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from poster_similarity.serving.gallery import choose_history, choose_mix, choose_queries, spread_order
-from poster_similarity.serving.gallery_page import Poster, safe_name
+from poster_similarity.client.gallery import choose_history, choose_mix, choose_queries, spread_order
+from poster_similarity.client.gallery_page import Poster, safe_name
 from tests.helpers import ROOT
 
 K = 10
@@ -163,7 +163,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
         assert max(ImageStat.Stat(small).stddev) > 20
 
     # The answers on the page are the served model's: same rows from a direct client call.
-    from poster_similarity.serving.client import PosterClient
+    from poster_similarity.client import PosterClient
 
     doc = json.loads((out / "gallery.json").read_text())
     first = doc["rows"][0]
@@ -179,7 +179,7 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
 def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
     from argparse import Namespace
 
-    from poster_similarity.serving import gallery
+    from poster_similarity.client import gallery
 
     catalogue = os.path.join(trained_model["data"], "*.tfrecord*")
     docs = {}
@@ -201,7 +201,7 @@ def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
     from argparse import Namespace
 
     from poster_similarity.datatools import sample_data
-    from poster_similarity.serving import gallery
+    from poster_similarity.client import gallery
 
     # A catalogue is needed before the server is asked: three real posters in a TFRecord.
     sample_data.generate(str(tmp_path / "p"), 3, size=(64, 96), seed=1, tfrecords=True)
@@ -213,7 +213,7 @@ def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
 
 
 def test_header_answers_did_training_help():
-    from poster_similarity.serving.gallery_page import _gate_html
+    from poster_similarity.client.gallery_page import _gate_html
 
     doc = {"blessed": True, "metrics": {}, "did_training_help": {
         "model_macro_precision_at_10": 0.61, "frozen_backbone_macro_precision_at_10": 0.5,

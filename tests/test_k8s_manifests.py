@@ -1,4 +1,4 @@
-"""The Kubernetes manifests (poster_similarity/serving/k8s/) as the cluster would get them, checked without a cluster.
+"""The Kubernetes manifests (serving/k8s/) as the cluster would get them, checked without a cluster.
 
 Rendered by `kubectl kustomize` (kustomize's own renderer) when kubectl is installed; the checks
 that need only the base run everywhere. What is checked: the image follows the export's index kind;
@@ -25,9 +25,9 @@ from tensorflow_serving.config import model_server_config_pb2
 from poster_similarity.components.export import INDEX_REPORT
 from poster_similarity.serving.tfs_protos import monitoring_config_cls
 from tests.dockerfiles import dockerfile_env, dockerfile_user
-from tests.helpers import PKG
+from tests.helpers import ROOT
 
-K8S, CONFIG = Path(PKG) / "serving" / "k8s", Path(PKG) / "serving" / "config"
+K8S, CONFIG = Path(ROOT) / "serving" / "k8s", Path(ROOT) / "serving" / "config"
 KINDS = ("scann", "brute_force")  # what components.export.build_index can export
 # tensorflow_serving/model_servers/http_rest_api_util.cc (2.15.1): the GET route for status/metadata.
 TFS_GET_ROUTE = re.compile(r"(?i)/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?"

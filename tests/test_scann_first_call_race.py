@@ -107,7 +107,7 @@ for r in range(rounds):
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
-    from poster_similarity.components.standin_export import export
+    from tests.standin_export import export
 
     path = str(tmp_path_factory.mktemp("race") / "posters" / "1")
     assert export(path, "scann", n=N_POSTERS)["kind"] == "scann"

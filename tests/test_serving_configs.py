@@ -14,9 +14,9 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from poster_similarity.serving.tfs_protos import batching_parameters_cls, mirrored_protos, monitoring_config_cls
-from tests.helpers import PKG
+from tests.helpers import ROOT
 
-SERVING = Path(PKG) / "serving"
+SERVING = Path(ROOT) / "serving"
 CONFIG, K8S = SERVING / "config", SERVING / "k8s"
 BASE = K8S / "base"
 

@@ -1,8 +1,8 @@
-"""poster_similarity/serving/docker/smoke.sh: what CI sees with and without Docker, and its checks run for real.
+"""serving/docker/smoke.sh: what CI sees with and without Docker, and its checks run for real.
 
 Without a Docker daemon (this machine) the Docker part cannot run; `--if-available` must say so
 plainly and succeed, and a plain run must fail. `--engine local` runs the same export and
-smoke_check.py (every signature over REST and gRPC with poster_similarity/serving/client.py, compared with the
+smoke_check.py (every signature over REST and gRPC with poster_similarity/client/poster_client.py, compared with the
 SavedModel in-process) against `posters serve`, which covers the script up to `docker run`.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import ROOT as ROOT_DIR
 
 ROOT = Path(ROOT_DIR)  # the repository root
-SMOKE = ROOT / "poster_similarity" / "serving" / "docker" / "smoke.sh"
+SMOKE = ROOT / "serving" / "docker" / "smoke.sh"
 
 
 def _run(args, path_dirs, timeout=60):
@@ -38,7 +38,7 @@ def no_daemon(tmp_path):
 def test_if_available_skips_loudly_without_docker(no_daemon):
     res = _run(["--if-available"], no_daemon)
     assert res.returncode == 0
-    assert res.stdout.startswith("SKIPPED poster_similarity/serving/docker/smoke.sh")
+    assert res.stdout.startswith("SKIPPED serving/docker/smoke.sh")
     assert "NOT built or run" in res.stdout
     assert "Cannot connect to the Docker daemon" in res.stdout
 

@@ -1,6 +1,6 @@
 """`recommend` gives the same answers when TF Serving's batching pads its input.
 
-poster_similarity/serving/config/batching_parameters.txt sets `pad_variable_length_inputs: true` (without it, TF
+serving/config/batching_parameters.txt sets `pad_variable_length_inputs: true` (without it, TF
 Serving fails a batch of histories of different lengths with FAILED_PRECONDITION). TF Serving
 then pads each request's tensor, after its end in every dimension but the batch one, to the
 batch's largest size, with the request's *first element* as the value (tensorflow_serving/
@@ -17,13 +17,13 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from poster_similarity.components.standin_export import catalogue
-from poster_similarity.serving.client import history_rows
+from tests.standin_export import catalogue
+from poster_similarity.client import history_rows
 from poster_similarity.serving.tfs_protos import batching_parameters_cls
 from tests import tiny_export
-from tests.helpers import PKG
+from tests.helpers import ROOT
 
-CONFIG = Path(PKG) / "serving" / "config"
+CONFIG = Path(ROOT) / "serving" / "config"
 
 
 # --- TF Serving's rule, reproduced ---------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""The TF Serving images' recipe (poster_similarity/serving/docker/), checked up to the Docker boundary.
+"""The TF Serving images' recipe (serving/docker/), checked up to the Docker boundary.
 
 No Docker daemon here, so nothing is built. What runs: the Dockerfiles read instruction by
 instruction (line continuations and comments as Docker handles them, exec forms with `json`);
-poster_similarity/serving/docker/scann_recipe.py, the build's fail-early steps, run for real on small source trees
+serving/docker/scann_recipe.py, the build's fail-early steps, run for real on small source trees
 (`patch --dry-run`, Python's `ast` for Starlark). Upstream facts the defaults encode (TF Serving
 2.15.1 pins TensorFlow 5b2454e3…, ScaNN builds with clang and -fsized-deallocation -w, the
 cnpy/highway pins) were read from upstream, not re-derived here.

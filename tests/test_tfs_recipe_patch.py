@@ -1,4 +1,4 @@
-"""The serving patch of the TF Serving + ScaNN image (poster_similarity/serving/docker/patches/),
+"""The serving patch of the TF Serving + ScaNN image (serving/docker/patches/),
 checked against the ScaNN 1.3.0 BUILD files it edits, and the recipe's patch step run for real.
 
 Split from tests/test_tfs_recipe.py (the images, pins and WORKSPACE edits).

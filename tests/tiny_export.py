@@ -6,7 +6,7 @@ import os
 import shutil
 import tempfile
 
-from poster_similarity.components.standin_export import export
+from tests.standin_export import export
 
 _CACHE: dict[str, str] = {}
 

@@ -11,7 +11,7 @@ and genres. Output:
     DIR/img/<id>.jpg        every catalogue poster shown
 
 No TFX import; TensorFlow is imported only inside `core.tfrecords` to read the catalogue. The page
-itself is drawn by `serving.gallery_page`.
+itself is drawn by `client.gallery_page`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from poster_similarity.serving.gallery_page import (
+from poster_similarity.client.gallery_page import (
     METRICS,
     K,
     Poster,
@@ -220,7 +220,7 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
 
 
 def main(args: argparse.Namespace) -> int:
-    from poster_similarity.serving.client import PosterClient, ServerUnavailable, ServingError
+    from poster_similarity.client import PosterClient, ServerUnavailable, ServingError
 
     protocol = "grpc" if getattr(args, "grpc", False) else "rest"
     client = PosterClient(args.server, args.model_name, protocol=protocol)

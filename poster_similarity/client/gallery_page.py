@@ -1,6 +1,6 @@
 """The gallery's page and contact sheet: what `posters gallery` writes, from rows the server answered.
 
-Pure rendering (HTML with inline CSS, a Pillow-drawn PNG); `serving.gallery` asks the server.
+Pure rendering (HTML with inline CSS, a Pillow-drawn PNG); `client.gallery` asks the server.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from poster_similarity.serving.client import PosterClient, ServerUnavailable, ServingError
+from poster_similarity.client import PosterClient, ServerUnavailable, ServingError
 
 
 def load_catalogue(pattern: str) -> dict[str, tuple[str, list[str]]]:

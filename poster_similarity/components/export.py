@@ -44,7 +44,7 @@ INDEX_REPORT = "index_report.json"  # written to <export_dir>/assets.extra/ (TF 
 # --- index --------------------------------------------------------------------------------------
 def scann_params(n: int, ic: IndexConfig) -> dict:
     """ScaNN defaults scaled with the catalogue: √N leaves; search enough leaves to score ~3,000
-    points (at least 2 % of the leaves) before tuning. poster_similarity/bench/ann.py (clustered unit vectors, d=128):
+    points (at least 2 % of the leaves) before tuning. bench/ann.py (clustered unit vectors, d=128):
     N=1M → 1000 leaves, 20 searched, recall@10 ≈ 0.99; N=10k → 100 leaves, 30 searched. The former
     default (10 % of the leaves) searched 5× more at 1M for < 0.01 more recall."""
     leaves = ic.num_leaves or max(2, int(round(np.sqrt(n))))

@@ -53,8 +53,8 @@ def _lazy(module: str):
 
 
 def _bench(extra: list[str]) -> int:
-    """`python -m poster_similarity.bench.run_all EXTRA…`: the benchmarks import the product, never the reverse."""
-    return subprocess.call([sys.executable, "-m", "poster_similarity.bench.run_all", *extra])
+    """`python -m bench.run_all EXTRA…`: the benchmarks import the product, never the reverse."""
+    return subprocess.call([sys.executable, "-m", "bench.run_all", *extra])
 
 
 def _add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST")
     s.add_argument("--model-name", default="posters")
     s.add_argument("--catalogue", "--catalog", help="TFRecords glob to show titles/genres for ids")
-    s.set_defaults(func=_lazy("poster_similarity.serving.query"))
+    s.set_defaults(func=_lazy("poster_similarity.client.query"))
 
     s = sub.add_parser("gallery", parents=[common],
                        help="HTML gallery (+PNG contact sheet) of neighbours from the served model")
@@ -160,9 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", help="metrics/gate JSON to show at the top")
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST (--server is the gRPC port)")
     s.add_argument("--seed", type=int, default=0, help="seed of the deterministic choice of sample posters")
-    s.set_defaults(func=_lazy("poster_similarity.serving.gallery"))
+    s.set_defaults(func=_lazy("poster_similarity.client.gallery"))
 
-    s = sub.add_parser("bench", help="benchmarks (poster_similarity/bench/run_all.py): --quick, --only ann,serving,…",
+    s = sub.add_parser("bench", help="benchmarks (bench/run_all.py): --quick, --only ann,serving,…",
                        add_help=False)
     s.set_defaults(func=None)
 

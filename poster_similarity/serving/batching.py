@@ -1,10 +1,10 @@
 """Server-side request batching for the local server, configured like TF Serving's
-(`--enable_batching --batching_parameters_file=poster_similarity/serving/config/batching_parameters.txt`).
+(`--enable_batching --batching_parameters_file=serving/config/batching_parameters.txt`).
 
 Concurrent requests to one signature wait up to `batch_timeout_micros` for company, are
 concatenated along dimension 0 (at most `max_batch_size` rows) and run as one call; the outputs are
 split back by row counts. Why: every signature call pays a fixed cost (dispatch, the index search
-set-up) that a batched call pays once — measured in poster_similarity/bench/serving.py.
+set-up) that a batched call pays once — measured in bench/serving.py.
 
 As in TF Serving, dimension 0 of every input is the batch and rows are independent. Differences:
 requests whose trailing shapes differ are not padded to one shape (they run in separate calls),

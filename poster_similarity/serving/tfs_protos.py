@@ -2,7 +2,7 @@
 
 The pip `tensorflow-serving-api` ships ModelServerConfig but not these two, so when TF Serving's own
 modules are missing they are mirrored here field for field from TF Serving 2.15's .proto files.
-Used to parse `poster_similarity/serving/config/*.txt` strictly (a misspelt field is an error, as in the binary) by the
+Used to parse `serving/config/*.txt` strictly (a misspelt field is an error, as in the binary) by the
 local server (`--batching-parameters-file`) and the config tests.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks and edits for building TF Serving with ScaNN's ops (poster_similarity/serving/docker/Dockerfile.scann).
+"""Checks and edits for building TF Serving with ScaNN's ops (serving/docker/Dockerfile.scann).
 
 Each step runs in the first minutes of the Docker build, before the hours of Bazel, and stops it
 with a message that names the build argument to change:
@@ -36,7 +36,7 @@ from pathlib import Path
 
 OPS_TARGET = "@com_google_scann//scann/scann_ops/cc:scann_ops_static"
 GITHUB_ARCHIVE = "https://github.com/google-research/google-research/archive/{commit}.tar.gz"
-MARKER = "# --- ScaNN ops: added by poster_similarity/serving/docker/scann_recipe.py ---"
+MARKER = "# --- ScaNN ops: added by serving/docker/scann_recipe.py ---"
 FULL_SHA = re.compile(r"[0-9a-f]{40}")
 # Added through maybe(): TensorFlow's workspace may define them too. com_google_scann is not: a
 # second definition of it would mean a different ScaNN than the checked one, so that must fail.

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Smoke test of the TF Serving images on freshly exported models.
 #
-# For each index kind: export a small real model (components/standin_export.py: the production export
+# For each index kind: export a small real model (tests/standin_export.py: the production export
 # module), start the kind's image on it the way Kubernetes runs it (non-root, read-only root
 # filesystem, no capabilities, model mounted read-only), wait for the readiness and liveness
 # probes' conditions, then call every signature over REST and gRPC with the project's client and
-# compare with the SavedModel run in-process (poster_similarity/serving/docker/smoke_check.py).
+# compare with the SavedModel run in-process (serving/docker/smoke_check.py).
 #
-#   bash poster_similarity/serving/docker/smoke.sh                  # needs Docker; fails without it
-#   bash poster_similarity/serving/docker/smoke.sh --if-available   # CI: says SKIPPED and exits 0 without Docker
-#   bash poster_similarity/serving/docker/smoke.sh --engine local   # same checks against `posters serve` (no Docker)
+#   bash serving/docker/smoke.sh                  # needs Docker; fails without it
+#   bash serving/docker/smoke.sh --if-available   # CI: says SKIPPED and exits 0 without Docker
+#   bash serving/docker/smoke.sh --engine local   # same checks against `posters serve` (no Docker)
 #
 # brute_force uses Dockerfile.brute_force (minutes to build). scann needs the ScaNN image: set
 # SCANN_IMAGE=<built image> or SCANN_SOURCE_COMMIT=<commit> to build Dockerfile.scann here (hours);
@@ -17,7 +17,7 @@
 set -euo pipefail
 shopt -s inherit_errexit  # a failing `docker build` inside $(image_for …) stops the script too
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"  # the repository root
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"  # the repository root
 PY="${PY:-$ROOT/.venv/bin/python}"
 ENGINE=docker
 IF_AVAILABLE=0
@@ -36,7 +36,7 @@ done
 if [ "$ENGINE" = docker ]; then
   if ! info="$(docker info 2>&1)"; then
     reason="$(printf '%s\n' "$info" | grep -v '^\s*$' | tail -n 1)"
-    msg="SKIPPED poster_similarity/serving/docker/smoke.sh: no usable Docker daemon (docker info: ${reason:-docker not found}); the TF Serving images were NOT built or run"
+    msg="SKIPPED serving/docker/smoke.sh: no usable Docker daemon (docker info: ${reason:-docker not found}); the TF Serving images were NOT built or run"
     if [ "$IF_AVAILABLE" = 1 ]; then echo "$msg"; exit 0; fi
     echo "$msg" >&2
     exit 1
@@ -66,12 +66,12 @@ free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 image_for() {  # kind -> image tag (built here when possible), or empty when unavailable
   case "$1" in
     brute_force)
-      docker build -q -f "$ROOT/poster_similarity/serving/docker/Dockerfile.brute_force" -t posters-serving:smoke-brute_force "$ROOT" >/dev/null
+      docker build -q -f "$ROOT/serving/docker/Dockerfile.brute_force" -t posters-serving:smoke-brute_force "$ROOT" >/dev/null
       echo posters-serving:smoke-brute_force ;;
     scann)
       if [ -n "${SCANN_IMAGE:-}" ]; then echo "$SCANN_IMAGE"
       elif [ -n "${SCANN_SOURCE_COMMIT:-}" ]; then
-        docker build -q -f "$ROOT/poster_similarity/serving/docker/Dockerfile.scann" --build-arg "SCANN_SOURCE_COMMIT=$SCANN_SOURCE_COMMIT" \
+        docker build -q -f "$ROOT/serving/docker/Dockerfile.scann" --build-arg "SCANN_SOURCE_COMMIT=$SCANN_SOURCE_COMMIT" \
           -t posters-serving:smoke-scann "$ROOT" >/dev/null
         echo posters-serving:smoke-scann
       fi ;;
@@ -82,7 +82,7 @@ ran=0
 for kind in $KINDS; do
   base="$WORK/$kind/posters"
   echo "smoke: exporting a fresh $kind model"
-  "$PY" -m poster_similarity.components.standin_export "$base/1" "$kind" >/dev/null
+  "$PY" -m tests.standin_export "$base/1" "$kind" >/dev/null
   chmod -R a+rX "$WORK"
   if [ "$ENGINE" = docker ]; then
     image="$(image_for "$kind")"
@@ -99,14 +99,14 @@ for kind in $KINDS; do
   else
     rest_port="$(free_port)"; grpc_port="$(free_port)"
     (cd "$ROOT" && exec "$PY" -m poster_similarity.posters.cli serve --model-base-path "$base" --rest-port "$rest_port" \
-      --grpc-port "$grpc_port" --enable-batching --batching-parameters-file poster_similarity/serving/config/batching_parameters.txt) \
+      --grpc-port "$grpc_port" --enable-batching --batching-parameters-file serving/config/batching_parameters.txt) \
       >"$WORK/server.log" 2>&1 &
     SERVER_PID=$!
     rest="127.0.0.1:$rest_port"; grpc="127.0.0.1:$grpc_port"
     liveness=()
   fi
   echo "smoke: $kind on $ENGINE (REST $rest, gRPC $grpc)"
-  (cd "$ROOT" && PYTHONPATH="$ROOT" "$PY" poster_similarity/serving/docker/smoke_check.py --rest "$rest" --grpc "$grpc" \
+  (cd "$ROOT" && PYTHONPATH="$ROOT" "$PY" serving/docker/smoke_check.py --rest "$rest" --grpc "$grpc" \
     --export "$base/1" "${liveness[@]}")
   if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; fi
   ran=$((ran + 1))

@@ -1,13 +1,13 @@
-"""Smoke check of a running model server on a fresh export (run by poster_similarity/serving/docker/smoke.sh).
+"""Smoke check of a running model server on a fresh export (run by serving/docker/smoke.sh).
 
 Waits for the Kubernetes readiness condition (GET /v1/models/NAME/metadata answers 200: a version
 is AVAILABLE) and, if asked, the liveness one; then, over REST and over gRPC with the project's
-client (poster_similarity/serving/client.py): the status says AVAILABLE, the metadata lists exactly the export's
+client (poster_similarity/client/poster_client.py): the status says AVAILABLE, the metadata lists exactly the export's
 signatures, and every signature answers what the same SavedModel answers in this process, and
 the same over both protocols. A signature with no smoke input here fails the check, so a new
 signature cannot go unchecked.
 
-    PYTHONPATH=. python poster_similarity/serving/docker/smoke_check.py --rest HOST:PORT --grpc HOST:PORT --export DIR
+    PYTHONPATH=. python serving/docker/smoke_check.py --rest HOST:PORT --grpc HOST:PORT --export DIR
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import urllib.request
 import numpy as np
 import tensorflow as tf
 
-from poster_similarity.serving.client import PosterClient, history_rows
+from poster_similarity.client import PosterClient, history_rows
 
 
 def _images(n: int = 2) -> list[bytes]:

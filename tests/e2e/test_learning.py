@@ -1,14 +1,14 @@
 """The trained embedding learns: on the held-out split of colour-graded sample posters it beats a
 random ranking and the same network untrained (best of three initialisations), with margins;
 phase-1 vs phase-2 numbers are printed (reported) whichever wins. Same comparison as
-`python -m poster_similarity.bench.learning`, on the e2e fixture's pipeline run."""
+`python -m bench.learning`, on the e2e fixture's pipeline run."""
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
 def test_trained_embedding_beats_untrained_network_and_random_ranking(trained_model):
-    from poster_similarity.bench.learning import MAP_MARGIN, format_rows, learning_rows
+    from bench.learning import MAP_MARGIN, format_rows, learning_rows
 
     rows = learning_rows(trained_model["config"], trained_model["model_dir"])
     print(f"\n{int(rows['untrained']['num_queries'])} held-out posters\n{format_rows(rows)}")

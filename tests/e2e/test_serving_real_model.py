@@ -43,7 +43,7 @@ def test_rest_and_grpc_equal_in_process_for_every_signature(trained_model, serve
     import scann  # noqa: F401
     import tensorflow as tf
 
-    from poster_similarity.serving.client import PosterClient
+    from poster_similarity.client import PosterClient
 
     srv, _ = served
     model = tf.saved_model.load(trained_model["model_dir"])
@@ -66,7 +66,7 @@ def test_rest_and_grpc_equal_in_process_for_every_signature(trained_model, serve
 
 
 def test_load_with_a_new_version_pushed_midway(trained_model, served):
-    from poster_similarity.serving.client import PosterClient
+    from poster_similarity.client import PosterClient
 
     srv, base = served
     imgs = _inputs(trained_model)["serving_default"]["image_bytes"][:1]

@@ -1,0 +1,109 @@
+"""The installed package holds the product only (checked from the source tree).
+
+What is deployed (Dockerfiles, k8s YAML, TF Serving configs, the ScaNN patch) lives in the top-level
+`serving/` and `kubeflow/`; benchmarks, their results and caches in `bench/`; fixtures in `tests/`.
+So: no deployment file under `poster_similarity/`; no module that writes next to its own source
+(site-packages is read-only in images and shared between users); and no Python program kept in a
+string and run with `python -c`, which ruff, the import checker and the tests never read.
+"""
+from __future__ import annotations
+
+import ast
+import os
+
+from tests.helpers import ROOT
+from tests.test_architecture import PACKAGE, _write, module_files
+
+DEPLOYMENT_SUFFIXES = (".yaml", ".yml", ".patch", ".config", ".txt", ".sh", ".json")
+WRITERS = {"open", "makedirs", "mkdir", "write_text", "write_bytes", "save", "savez", "savez_compressed",
+           "copy", "copyfile", "copytree", "move", "rename", "replace", "dump", "GFile", "urlretrieve"}
+
+
+def deployment_files(root: str) -> list[str]:
+    """Files under the package that are not Python source: Dockerfiles, manifests, configs, patches."""
+    out = []
+    for dirpath, dirs, files in os.walk(os.path.join(root, PACKAGE)):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for f in files:
+            if f.startswith("Dockerfile") or f.endswith(DEPLOYMENT_SUFFIXES):
+                out.append(os.path.relpath(os.path.join(dirpath, f), root))
+    return sorted(out)
+
+
+def _mentions(node: ast.AST, names: set[str]) -> bool:
+    return any((isinstance(n, ast.Name) and n.id in names) for n in ast.walk(node))
+
+
+def writes_beside_source(path: str) -> list[int]:
+    """Lines that call a writer (open for writing, makedirs, save, copy, …) with a path derived from
+    `__file__`: names assigned from `__file__` are followed through later assignments in the module."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    derived = {"__file__"}
+    changed = True
+    while changed:  # a fixed point over assignments: ROOT = dirname(__file__); OUT = join(ROOT, "x")
+        changed = False
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and _mentions(node.value, derived):
+                new = {t.id for t in node.targets if isinstance(t, ast.Name)} - derived
+                if new:
+                    derived |= new
+                    changed = True
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+        if name not in WRITERS:
+            continue
+        if name == "open":
+            mode = node.args[1] if len(node.args) > 1 else next(
+                (k.value for k in node.keywords if k.arg == "mode"), ast.Constant("r"))
+            if isinstance(mode, ast.Constant) and not set(str(mode.value)) & set("wax+"):
+                continue
+        target = node.func.value if isinstance(node.func, ast.Attribute) else None
+        if any(_mentions(a, derived) for a in [*node.args, *(k.value for k in node.keywords)]) or (
+                target is not None and _mentions(target, derived - {"os", "shutil", "np"})):
+            lines.append(node.lineno)
+    return lines
+
+
+def program_strings(path: str) -> list[int]:
+    """Lines that hand the interpreter a program as a string: `[python, "-c", CODE, …]`."""
+    tree = ast.parse(open(path, encoding="utf-8").read(), path)
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple))
+            and any(isinstance(e, ast.Constant) and e.value == "-c" for e in node.elts)
+            and not any(isinstance(e, ast.Constant) and e.value in ("sh", "bash") for e in node.elts)]
+
+
+# --- the checkers catch what they claim to ---------------------------------------------------------
+
+def test_checkers_find_a_manifest_a_write_beside_the_source_and_a_program_string(tmp_path):
+    root = _write(tmp_path, {
+        f"{PACKAGE}/__init__.py": "", f"{PACKAGE}/serving/k8s/deployment.yaml": "kind: Deployment\n",
+        f"{PACKAGE}/serving/Dockerfile.scann": "FROM x\n",
+        f"{PACKAGE}/bench/common.py": ("import os\nHERE = os.path.dirname(__file__)\nOUT = os.path.join(HERE, 'r')\n"
+                                       "def save(x):\n    os.makedirs(OUT)\n    open(os.path.join(OUT, 'a'), 'w')\n"
+                                       "    open(os.path.join(HERE, 'b'))\n    open('/tmp/c', 'w')\n"),
+        f"{PACKAGE}/run.py": "import sys\nCMD = [sys.executable, '-c', 'print(1)']\nOK = ['sh', '-c', 'ls']\n",
+    })
+    assert deployment_files(root) == [f"{PACKAGE}/serving/Dockerfile.scann", f"{PACKAGE}/serving/k8s/deployment.yaml"]
+    assert writes_beside_source(os.path.join(root, PACKAGE, "bench", "common.py")) == [5, 6]
+    assert program_strings(os.path.join(root, PACKAGE, "run.py")) == [2]
+
+
+# --- the project -----------------------------------------------------------------------------------
+
+def test_the_package_holds_no_deployment_files():
+    assert deployment_files(ROOT) == []
+
+
+def test_no_package_module_writes_beside_its_source():
+    files = {m: p for m, p in module_files(ROOT).items() if m.startswith(PACKAGE)}
+    assert len(files) > 50
+    assert {m: lines for m, p in files.items() if (lines := writes_beside_source(p))} == {}
+
+
+def test_no_program_is_kept_in_a_string():
+    """The package and the benchmarks run child processes as modules (`python -m …`)."""
+    files = {m: p for m, p in module_files(ROOT).items() if not m.startswith("tests")}
+    assert {m: lines for m, p in files.items() if (lines := program_strings(p))} == {}
