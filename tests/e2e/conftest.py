@@ -11,9 +11,10 @@ MW_POSTERS = 100
 MW_POSTER_SIZE = (48, 72)
 # Tiny images and short schedules keep two CPU processes fast; genre-coloured posters so that a
 # 100-poster run has a retrieval signal to keep (the learning test covers learning on graded ones).
+MW_PHASE2_EPOCHS = 10  # enough to kill a worker after epoch 3 is checkpointed and resume 4..10
 MW_OVERRIDES = ["beam_direct_running_mode=in_memory", "image_size=[48, 32]", "phase1_epochs=2",
                 "unfreeze_schedule=[[0, 2], [1, -1]]", "batch_size=16", "batch_p=4", "batch_k=4",
-                "phase2_epochs=30", "phase2_steps_per_epoch=8", "distributed.startup_timeout_s=120",
+                f"phase2_epochs={MW_PHASE2_EPOCHS}", "phase2_steps_per_epoch=8", "distributed.startup_timeout_s=120",
                 "distributed.export_wait_s=300"]
 
 

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 
+from tests.e2e.conftest import MW_PHASE2_EPOCHS
 from tests.helpers import ROOT as REPO
 
 pytestmark = pytest.mark.slow
@@ -43,14 +44,14 @@ print(json.dumps({"trained": retrieval_report(emb, genres), "random": retrieval_
 
 def _job(transformed, out_dir, n_workers, start_only=None, extra=(), logs="logs"):
     from poster_similarity.core.config import load_config
-    from poster_similarity.pipeline import cluster
+    from poster_similarity.pipeline.cluster_specs import replica_command, trainer_io
     from tests.e2e.conftest import MW_OVERRIDES
+    from tests.local_job import LocalJob, tf_configs
 
     cfg = load_config(os.path.join(REPO, "configs", "demo.yaml"), MW_OVERRIDES + list(extra))
-    cmd = cluster.replica_command(*cluster.trainer_io(cfg, *transformed["io_dirs"], str(out_dir)))
-    configs = cluster.tf_configs(n_workers) if n_workers > 1 else [{}]
-    return cluster.LocalJob(cmd, configs, str(out_dir / logs), start_only=start_only,
-                            env={"PYTHONPATH": REPO})
+    cmd = replica_command(*trainer_io(cfg, *transformed["io_dirs"], str(out_dir)))
+    configs = tf_configs(n_workers) if n_workers > 1 else [{}]
+    return LocalJob(cmd, configs, str(out_dir / logs), start_only=start_only, env={"PYTHONPATH": REPO})
 
 
 def _events(run_dir):
@@ -129,7 +130,7 @@ def test_restarted_job_resumes_at_last_checkpointed_epoch_with_its_weights(preem
     assert starts[0]["fingerprint"] == ends[saved]["fingerprint"]  # the weights of that epoch
     assert "resumed: segments phase1_epoch0, phase1_epoch1 already finished" in preempted["logs"][0]
     after_ends = [e["epoch"] for e in preempted["after"] if e["event"] == "epoch_end"]
-    assert after_ends == list(range(saved + 1, 30))
+    assert after_ends == list(range(saved + 1, MW_PHASE2_EPOCHS))
     with open(os.path.join(preempted["run_dir"], "backup", "state.json")) as f:
         assert json.load(f)["done"] == ["phase1_epoch0", "phase1_epoch1", "phase2"]
 
@@ -151,7 +152,7 @@ def test_both_workers_train_on_sharded_input_and_only_the_chief_writes(preempted
     for i in (0, 1):
         assert "2 workers joined" in logs[i]
         assert "input sharding {'workers': 2, 'replicas': 2, 'train': 'DATA', 'eval': 'DATA'}" in logs[i]
-        assert "phase 2 (triplets) epoch 30/30" in logs[i]
+        assert f"phase 2 (triplets) epoch {MW_PHASE2_EPOCHS}/{MW_PHASE2_EPOCHS}" in logs[i]
     assert "tower exported to " + str(preempted["out"] / "model" / "Format-Serving") in logs[0]
     assert "tower exported to " in logs[1] and "workertemp_1" in logs[1].split("tower exported to ")[-1]
     out = str(preempted["out"])
