@@ -98,16 +98,6 @@ def test_no_file_names_notes_outside_the_repository_or_issue_numbers():
     assert bad == []
 
 
-_SIGNATURES_OF = """
-import json, sys
-import scann  # noqa: F401  registers the index's ops
-import tensorflow as tf
-m = tf.saved_model.load(sys.argv[1])
-print(json.dumps({n: [sorted(f.structured_input_signature[1]), sorted(f.structured_outputs)]
-                  for n, f in m.signatures.items()}))
-"""
-
-
 @pytest.mark.slow
 def test_documented_signatures_match_the_exported_model(trained_model):
     """docs/serving.md's table against the model the pipeline pushed, loaded in a fresh process: the
@@ -117,8 +107,31 @@ def test_documented_signatures_match_the_exported_model(trained_model):
     import sys
 
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    out = subprocess.run([sys.executable, "-c", _SIGNATURES_OF, trained_model["model_dir"]], capture_output=True,
-                         text=True, timeout=600, env=env)
+    out = subprocess.run([sys.executable, "-m", "tests.children.signatures_of", trained_model["model_dir"]],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     exported = {name: (set(i), set(o)) for name, (i, o) in json.loads(out.stdout.splitlines()[-1]).items()}
     assert exported == documented_signatures()
+
+
+def _map_tables() -> tuple[list[str], list[str]]:
+    """First-column paths of the README's two "Map of the code" tables: (top level, package)."""
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = readme.split("## Map of the code", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"^\| [^\n]*\|\n\|---[^\n]*\n((?:\|[^\n]*\n)+)", section, re.M)
+    cells = [[re.findall(r"`([^`]+)`", row.split("|")[1]) for row in t.splitlines()] for t in tables]
+    return [p for row in cells[0] for p in row], [p for row in cells[1] for p in row]
+
+
+def test_readme_map_of_the_code_matches_the_tree():
+    """Every path the map names exists, and every top-level folder and package layer is on it."""
+    top, package = _map_tables()
+    pkg = os.path.join(ROOT, "poster_similarity")
+    assert [p for p in top if not os.path.exists(os.path.join(ROOT, p))] == []
+    assert [p for p in package if not os.path.exists(os.path.join(pkg, p))] == []
+    tracked_dirs = {d + "/" for d in os.listdir(ROOT) if os.path.isdir(os.path.join(ROOT, d))
+                    and not d.startswith(".") and d not in SKIP_DIRS and not d.endswith(".egg-info")}
+    assert tracked_dirs - set(top) == set()
+    layers = {d + "/" for d in os.listdir(pkg) if os.path.isfile(os.path.join(pkg, d, "__init__.py"))}
+    layers |= {f for f in os.listdir(pkg) if f.endswith(".py") and f != "__init__.py"}
+    assert layers - set(package) == set()
