@@ -1,6 +1,6 @@
 """Multi-worker training on this machine: 1 vs 2 worker processes, and the per-epoch checkpoint cost.
 
-Each run is the Trainer as every Vertex AI / TFJob replica runs it (pipeline.cluster.LocalJob: the
+Each run is the Trainer as every Vertex AI / TFJob replica runs it (tests/local_job.py: the
 `tfx.scripts.run_executor` command, `TF_CONFIG` on loopback) over the Transform output of a local
 pipeline run on sample posters (cached under bench/.cache). Reported per run: wall time of the job
 (process start → exit, export included), and steady-state training images/s from the chief's
@@ -67,11 +67,12 @@ def throughput(events: list[dict], global_batch: dict[str, int], steps: dict[str
 
 def run_job(cfg, dirs, workers: int, out: str) -> dict:
     from poster_similarity.components.tower import TRAINING_REPORT
-    from poster_similarity.pipeline import cluster
+    from poster_similarity.pipeline.cluster_specs import replica_command, trainer_io
+    from tests.local_job import LocalJob, tf_configs
 
-    cmd = cluster.replica_command(*cluster.trainer_io(cfg, *dirs, out))
-    configs = cluster.tf_configs(workers) if workers > 1 else [{}]
-    job = cluster.LocalJob(cmd, configs, os.path.join(out, "logs"), env={"PYTHONPATH": ROOT}).start()
+    cmd = replica_command(*trainer_io(cfg, *dirs, out))
+    configs = tf_configs(workers) if workers > 1 else [{}]
+    job = LocalJob(cmd, configs, os.path.join(out, "logs"), env={"PYTHONPATH": ROOT}).start()
     codes = job.wait(JOB_TIMEOUT_S)
     wall = time.perf_counter() - job.t0
     with open(os.path.join(out, "model_run", "backup", "epochs.jsonl")) as f:
@@ -102,8 +103,8 @@ def checkpoint_cost(cfg, repeats: int = 5) -> dict:
     """Seconds per BackupAndRestore epoch save and per epoch-log fingerprint, for cfg's model."""
     import tensorflow as tf
 
-    from poster_similarity.components import distributed
     from poster_similarity.components import model as model_lib
+    from poster_similarity.components import preemption
 
     h, w = cfg.image_size
     model = model_lib.build_model(cfg.backbone, "none", (h, w), 8, cfg.embedding_dim, cfg.dropout)
@@ -124,7 +125,7 @@ def checkpoint_cost(cfg, repeats: int = 5) -> dict:
     fps = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        distributed.fingerprint(tower)
+        preemption.fingerprint(tower)
         fps.append(time.perf_counter() - t0)
     return {"backbone": cfg.backbone, "image_size": [h, w], "params": int(tower.count_params()),
             "save_s": round(statistics.median(saves[1:] or saves), 4),

@@ -12,13 +12,14 @@ eval split's transformed pixels) applied to these files.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from bench import flops
 
 FROZEN_BACKBONE = "efficientnet_lite0"
 EMBED_SIGNATURE = "embed"  # image_bytes [B] → embedding [B, D] (docs/serving.md)
@@ -114,22 +115,9 @@ def saved_model(model_dir: str) -> Embedder:
     return lambda data: sig(image_bytes=tf.constant(data))["embedding"].numpy()
 
 
-def peak_matmul_flops(n: int = 2048, repeats: int = 10, per_timing: int = 2) -> dict:
-    """Best FLOP/s of float32 n×n @ n×n matmuls in TensorFlow (2·n³ FLOPs each), best of `repeats`."""
-    import tensorflow as tf
-
-    a = tf.random.normal([n, n], seed=1)
-    b = tf.random.normal([n, n], seed=2)
-    mm = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
-    mm(a, b).numpy()  # trace + warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(per_timing):
-            mm(a, b).numpy()
-        best = min(best, (time.perf_counter() - t0) / per_timing)
-    return {"n": n, "dtype": "float32", "best_matmul_s": round(best, 5), "flop_per_s": 2 * n**3 / best,
-            "repeats": repeats, "device": "GPU" if tf.config.list_logical_devices("GPU") else "CPU"}
+def peak_matmul_flops(n: int = 2048, repeats: int = 10) -> dict:
+    """The machine's measured matmul peak (bench.flops), the ceiling the img/s figures are shared of."""
+    return flops.peak_matmul(n, repeats)
 
 
 def _analytic_flops(net) -> int:
@@ -152,25 +140,13 @@ def _analytic_flops(net) -> int:
 def flops_per_image(backbone: str, size: tuple[int, int]) -> dict:
     """Forward FLOPs of one image through `backbone` at `size`: TF's profiler on the frozen graph of
     a batch-1 concrete function (its own counts: 2 per multiply-add), and the analytic conv count."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
     from poster_similarity.components.model import get_backbone
 
     h, w = size
     net = get_backbone(backbone).build((h, w, 3), None)
     out = {"backbone": backbone, "image_size": [h, w], "analytic_conv_flops": _analytic_flops(net)}
     try:
-        fn = tf.function(lambda x: net(x, training=False)).get_concrete_function(
-            tf.TensorSpec([1, h, w, 3], tf.float32))
-        opts = dict(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation(), output="none")
-        old = tf.get_logger().level
-        tf.get_logger().setLevel(logging.ERROR)
-        try:
-            prof = tf.compat.v1.profiler.profile(graph=convert_variables_to_constants_v2(fn).graph, options=opts)
-        finally:
-            tf.get_logger().setLevel(old)
-        out["profiler_flops"] = int(prof.total_float_ops)
+        out["profiler_flops"] = flops.graph_flops(net, h, w)
     except Exception as e:  # noqa: BLE001 - the analytic count stands in
         out["profiler_error"] = f"{type(e).__name__}: {e}"
     out["flops"] = out.get("profiler_flops") or out["analytic_conv_flops"]

@@ -18,7 +18,9 @@ import time
 
 import numpy as np
 
+from bench import flops
 from bench.common import CACHE_DIR, base_parser, goal, write_result
+from bench.flops import graph_flops
 
 ALL_BACKBONES = ("efficientnet_lite0", "small_cnn", "mobilenet_v3_small", "efficientnet_v2_b0", "nasnet_mobile")
 SERVED = "efficientnet_lite0"  # configs/demo.yaml's backbone: the tower this machine serves
@@ -28,38 +30,10 @@ INPUT_RATIO_TARGET = 3.0
 
 
 def peak_flops(quick: bool) -> dict:
-    import tensorflow as tf
-
-    n = 1024 if quick else 2048
-    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-    flops = 2.0 * n ** 3
-    best_np = best_tf = 0.0
-    ta, tb = tf.constant(a), tf.constant(b)
-    for _ in range(3 if quick else 6):
-        t0 = time.perf_counter()
-        a @ b
-        best_np = max(best_np, flops / (time.perf_counter() - t0))
-        t0 = time.perf_counter()
-        tf.linalg.matmul(ta, tb).numpy()
-        best_tf = max(best_tf, flops / (time.perf_counter() - t0))
-    return {"numpy_gflops": round(best_np / 1e9, 1), "tf_gflops": round(best_tf / 1e9, 1),
-            "peak_gflops": round(max(best_np, best_tf) / 1e9, 1), "matrix": n}
-
-
-def model_flops(tower, h: int, w: int) -> int:
-    """FLOPs of one forward pass at batch 1, from the TF profiler on the frozen graph."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    fn = tf.function(lambda x: tower(x, training=False)).get_concrete_function(
-        tf.TensorSpec([1, h, w, 3], tf.uint8))
-    frozen = convert_variables_to_constants_v2(fn)
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    opts["output"] = "none"
-    info = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(), cmd="op",
-                                         options=opts)
-    return int(info.total_float_ops)
+    peak = flops.peak_matmul(1024 if quick else 2048, 3 if quick else 6)
+    return {"numpy_gflops": round(peak["numpy_flop_per_s"] / 1e9, 1),
+            "tf_gflops": round(peak["tf_flop_per_s"] / 1e9, 1),
+            "peak_gflops": round(peak["flop_per_s"] / 1e9, 1), "matrix": peak["matrix"]}
 
 
 def images_per_s(step, batch: int, n_steps: int, budget_s: float) -> tuple[float, int]:
@@ -84,7 +58,7 @@ def bench_backbone(name: str, quick: bool) -> dict:
     model = build_model(name, "none", None, NUM_GENRES, embedding_dim=128)
     tower = embedding_model(model)
     build_s = time.perf_counter() - t0
-    flops = model_flops(tower, h, w)
+    flops = graph_flops(tower, h, w, "uint8")
     rng = np.random.default_rng(0)
     eb, tb = (8, 4) if quick else (32, 16)
     x_emb = tf.constant(rng.integers(0, 256, (eb, h, w, 3), dtype=np.uint8))

@@ -1,7 +1,9 @@
-"""Readers of Transform's output shared by training and export: records, parsed features, embeddings.
+"""Readers of Transform's output shared by training and the tower export: records, parsed features,
+embeddings.
 
-Kept apart from `trainer` (which calls `export`) so that `export` reads the catalogue without
-importing the trainer: the dependency runs trainer → export → dataset, never back.
+Kept apart from `trainer` (which calls `tower`) so that `tower` reads the eval split without
+importing the trainer: the dependency runs trainer → tower → dataset, never back (checked by
+`tests/test_architecture.py`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from poster_similarity.core.config import PipelineConfig
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _files(patterns) -> list[str]:
+def list_files(patterns) -> list[str]:
+    """The files matching a glob pattern or a list of them, sorted (what `sharding` splits by worker)."""
     if isinstance(patterns, str):
         patterns = [patterns]
     return sorted(p for pat in patterns for p in tf.io.gfile.glob(pat))
@@ -31,7 +34,7 @@ def _files(patterns) -> list[str]:
 
 def records(patterns) -> tf.data.Dataset:
     """Transform writes GZIP TFRecords of transformed tf.Examples."""
-    return tf.data.TFRecordDataset(_files(patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
+    return tf.data.TFRecordDataset(list_files(patterns), compression_type="GZIP", num_parallel_reads=AUTOTUNE)
 
 
 class Features:

@@ -23,15 +23,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from poster_similarity.components.preprocessing import (
-    GENRE_VOCAB,
-    GENRES_XF,
-    IMAGE_KEY,
-    IMAGE_XF,
-    MOVIE_ID_KEY,
-    decode_pixels,
-)
+from poster_similarity.components.preprocessing import GENRE_VOCAB
 from poster_similarity.components.retrieval_metrics import FROZEN_P10_OUTPUT, index_recall
+from poster_similarity.components.tower import embed_signature, pixels_from_examples, transform_features_signature
 from poster_similarity.components.warmup import poster_requests, write_warmup_requests
 from poster_similarity.core.config import IndexConfig
 
@@ -141,10 +135,21 @@ def build_index(ids: np.ndarray, emb: np.ndarray, ic: IndexConfig, seed: int = 0
 
 
 # --- serving module -----------------------------------------------------------------------------
-class PosterServingModule(tf.Module):
-    """Holds only trackable objects; feature specs are captured in closures, not attributes."""
+def answer_width(index, dim: int) -> int:
+    """How many neighbours `index` returns by default, read from one query's answer: the public way
+    to learn a tfrs top-k layer's k (it keeps it only in a private attribute)."""
+    return int(index(tf.zeros([1, dim], tf.float32))[1].shape[1])
 
-    def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres, frozen_p10=0.0):
+
+class PosterServingModule(tf.Module):
+    """Holds only trackable objects; feature specs are captured in closures, not attributes.
+
+    `k` is the index's neighbours per answer (`build_index`'s report["k"]); when not given it is
+    read from the index's answer (`answer_width`).
+    """
+
+    def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres, frozen_p10=0.0,
+                 k: int | None = None):
         super().__init__()
         self.tft_layer = tft_layer
         self.trained = trained  # the loaded tower SavedModel: embed_pixels, logits_pixels
@@ -155,18 +160,11 @@ class PosterServingModule(tf.Module):
             tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(bytes)), tf.range(len(ids), dtype=tf.int64)),
             default_value=-1,
         )
-        h, w = image_hw
         dim = emb.shape[1]
-        k = index._k
+        k = answer_width(index, dim) if k is None else k
         max_history = min(MAX_HISTORY, len(ids) - k)
-
-        def pixels_from_bytes(image_bytes):
-            xf = self.tft_layer({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
-            return decode_pixels(xf[IMAGE_XF], h, w)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-        def embed(image_bytes):
-            return {"embedding": self.trained.embed_pixels(pixels_from_bytes(image_bytes))}
+        embed = embed_signature(self.tft_layer, self.trained.embed_pixels, image_hw)
+        transform_features = transform_features_signature(self.tft_layer, raw_spec, num_genres)
 
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding")])
         def neighbors(embedding):
@@ -179,6 +177,29 @@ class PosterServingModule(tf.Module):
             e = embed(image_bytes)["embedding"]
             scores, ids_ = self.index(e)
             return {"embedding": e, "movie_ids": ids_, "scores": scores}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+        def embed_examples(examples):
+            pixels = pixels_from_examples(self.tft_layer, examples, raw_spec, image_hw)
+            logits = self.trained.logits_pixels(pixels)
+            e = self.trained.embed_pixels(pixels)  # the served embedding (L2-normalised)
+            _, index_ids = self.index(e)  # the served ANN answer …
+            k = tf.shape(index_ids)[1]
+            _, exact_rows = tf.math.top_k(tf.matmul(e, self.catalogue_emb, transpose_b=True), k=k)
+            # The Trainer's score for the untrained backbone on this eval split, so the Evaluator
+            # can gate on "did training help?" (retrieval_metrics.TrainingLift).
+            frozen = tf.fill([tf.shape(e)[0]], tf.constant(frozen_p10, tf.float32))
+            return {"embedding": e, "logits": logits, "index_ids": index_ids,  # … vs exact search
+                    "exact_ids": tf.gather(self.catalogue_ids, exact_rows), FROZEN_P10_OUTPUT: frozen}
+
+        self.serving_fns = {
+            "serving_default": serving_default, "embed": embed, "neighbors": neighbors,
+            "recommend": self._recommend_signature(k, max_history), "embed_examples": embed_examples,
+            "transform_features": transform_features,
+        }
+
+    def _recommend_signature(self, k: int, max_history: int):
+        """The `recommend` signature: the user's history as one query, answers excluding the history."""
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
         def recommend(history):
@@ -216,30 +237,7 @@ class PosterServingModule(tf.Module):
             top, pos = tf.math.top_k(scores, k=k)
             return {"movie_ids": tf.gather(ids_, pos, batch_dims=1), "scores": top, "history_used": used}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def transform_features(examples):
-            xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
-            return {GENRES_XF: xf[GENRES_XF][:, :num_genres], MOVIE_ID_KEY: xf[MOVIE_ID_KEY]}
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def embed_examples(examples):
-            xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
-            pixels = decode_pixels(xf[IMAGE_XF], h, w)
-            logits = self.trained.logits_pixels(pixels)
-            e = self.trained.embed_pixels(pixels)  # the served embedding (L2-normalised)
-            _, index_ids = self.index(e)  # the served ANN answer …
-            k = tf.shape(index_ids)[1]
-            _, exact_rows = tf.math.top_k(tf.matmul(e, self.catalogue_emb, transpose_b=True), k=k)
-            # The Trainer's score for the untrained backbone on this eval split, so the Evaluator
-            # can gate on "did training help?" (retrieval_metrics.TrainingLift).
-            frozen = tf.fill([tf.shape(e)[0]], tf.constant(frozen_p10, tf.float32))
-            return {"embedding": e, "logits": logits, "index_ids": index_ids,  # … vs exact search
-                    "exact_ids": tf.gather(self.catalogue_ids, exact_rows), FROZEN_P10_OUTPUT: frozen}
-
-        self.serving_fns = {
-            "serving_default": serving_default, "embed": embed, "neighbors": neighbors,
-            "recommend": recommend, "embed_examples": embed_examples, "transform_features": transform_features,
-        }
+        return recommend
 
 
 def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, emb: np.ndarray, warmup: dict,
@@ -268,7 +266,7 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
     frozen = ((extra_info or {}).get("did_training_help") or {}).get("baselines", {}).get("frozen_backbone", {})
     module = PosterServingModule(tft_output.transform_features_layer(), trained, index, ids, emb,
                                  (int(h), int(w)), raw_spec, len(genres),
-                                 float(frozen.get("macro_precision@10", 0.0)))
+                                 float(frozen.get("macro_precision@10", 0.0)), k=report["k"])
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
     tf.saved_model.save(module, export_dir, signatures=signatures, options=options)

@@ -3,8 +3,9 @@
 The same graph runs in training (materialised by Transform) and in serving (the export wraps
 `transform_features_layer()`), so decode/resize logic exists once, here.
 
-Transformed image form (measured, see README "Data on disk"): the padded uint8 pixels serialised
-with `tf.io.serialize_tensor` — 1/4 of float32 pixels, no lossy re-encode, and decoding is a copy.
+Transformed image form (measured, see docs/pipeline-and-model.md, "Model and training"): the
+padded uint8 pixels serialised with `tf.io.serialize_tensor` — 1/4 of float32 pixels, no lossy
+re-encode, and decoding is a copy.
 """
 from __future__ import annotations
 

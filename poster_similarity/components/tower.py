@@ -11,6 +11,10 @@ Signatures (string/float tensors in and out):
   transform_features examples [B]                                       → genres_xf, movie_id
 Functions kept for `IndexBuilder` (restored with the SavedModel):
   embed_pixels(pixels uint8 [B,H,W,3]) → embedding;  logits_pixels(pixels) → genre logits
+
+The raw-input path (`pixels_from_bytes`, `embed_signature`, `transform_features_signature`) is
+defined once, here; the served model (`export.py`) builds its `embed` and `transform_features`
+from the same functions, so the two SavedModels cannot drift apart.
 """
 from __future__ import annotations
 
@@ -29,14 +33,50 @@ log = logging.getLogger(__name__)
 TRAINING_REPORT = "training_report.json"  # in <export>/assets.extra/
 
 
+# --- raw input through Transform's graph: shared with the served model (`export.py`) ------------------
+def pixels_from_bytes(tft_layer, image_bytes: tf.Tensor, image_hw: tuple[int, int]) -> tf.Tensor:
+    """Raw image bytes [B] → uint8 pixels [B,H,W,3] through Transform's own graph, so a SavedModel
+    decodes and resizes exactly as training did."""
+    xf = tft_layer({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+    return decode_pixels(xf[IMAGE_XF], *image_hw)
+
+
+def pixels_from_examples(tft_layer, examples: tf.Tensor, raw_spec: dict, image_hw: tuple[int, int]) -> tf.Tensor:
+    """Raw serialized tf.Examples [B] → uint8 pixels [B,H,W,3] (the evaluation path)."""
+    xf = tft_layer(tf.io.parse_example(examples, raw_spec))
+    return decode_pixels(xf[IMAGE_XF], *image_hw)
+
+
+def embed_signature(tft_layer, embed_pixels, image_hw: tuple[int, int]):
+    """The `embed` signature (image_bytes [B] → embedding [B,D]) over a pixels → embedding function:
+    the tower's own, or the tower SavedModel's when `IndexBuilder` wraps it."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def embed(image_bytes):
+        return {"embedding": embed_pixels(pixels_from_bytes(tft_layer, image_bytes, image_hw))}
+
+    return embed
+
+
+def transform_features_signature(tft_layer, raw_spec: dict, num_genres: int):
+    """The `transform_features` signature (examples [B] → genres_xf, movie_id): TFMA's labels, from
+    the same Transform graph as the model's input."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def transform_features(examples):
+        xf = tft_layer(tf.io.parse_example(examples, raw_spec))
+        return {GENRES_XF: xf[GENRES_XF][:, :num_genres], MOVIE_ID_KEY: xf[MOVIE_ID_KEY]}
+
+    return transform_features
+
+
 class TowerModule(tf.Module):
     """Holds only trackable objects; feature specs are captured in closures, not attributes."""
 
     def __init__(self, tft_layer, model, tower, image_hw, raw_spec, num_genres):
         super().__init__()
         self.tft_layer, self.model, self.tower = tft_layer, model, tower
-        h, w = image_hw
-        pixel_spec = tf.TensorSpec([None, h, w, 3], tf.uint8, name="pixels")
+        pixel_spec = tf.TensorSpec([None, *image_hw, 3], tf.uint8, name="pixels")
 
         @tf.function(input_signature=[pixel_spec])
         def embed_pixels(pixels):
@@ -46,33 +86,20 @@ class TowerModule(tf.Module):
         def logits_pixels(pixels):
             return self.model(pixels, training=False)["logit"]
 
-        def pixels_from_bytes(image_bytes):
-            xf = self.tft_layer({IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
-            return decode_pixels(xf[IMAGE_XF], h, w)
-
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-        def embed(image_bytes):
-            return {"embedding": embed_pixels(pixels_from_bytes(image_bytes))}
-
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def embed_posters(examples):
             image = tf.io.parse_example(examples, {IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})[IMAGE_KEY]
-            return {"embedding": embed_pixels(pixels_from_bytes(image))}
+            return {"embedding": embed_pixels(pixels_from_bytes(self.tft_layer, image, image_hw))}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
         def embed_examples(examples):
-            xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
-            pixels = decode_pixels(xf[IMAGE_XF], h, w)
+            pixels = pixels_from_examples(self.tft_layer, examples, raw_spec, image_hw)
             return {"embedding": embed_pixels(pixels), "logits": logits_pixels(pixels)}
 
-        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-        def transform_features(examples):
-            xf = self.tft_layer(tf.io.parse_example(examples, raw_spec))
-            return {GENRES_XF: xf[GENRES_XF][:, :num_genres], MOVIE_ID_KEY: xf[MOVIE_ID_KEY]}
-
         self.embed_pixels, self.logits_pixels = embed_pixels, logits_pixels
-        self.signatures_ = {"embed_posters": embed_posters, "embed_examples": embed_examples, "embed": embed,
-                            "transform_features": transform_features}
+        self.signatures_ = {"embed_posters": embed_posters, "embed_examples": embed_examples,
+                            "embed": embed_signature(self.tft_layer, embed_pixels, image_hw),
+                            "transform_features": transform_features_signature(self.tft_layer, raw_spec, num_genres)}
 
 
 def export_tower(model, tower, feats, tft_output, export_dir: str, report: dict | None = None) -> None:

@@ -17,10 +17,12 @@ import tensorflow as tf
 import tensorflow_addons as tfa
 import tensorflow_transform as tft
 
-from poster_similarity.components import baselines, distributed
+from poster_similarity.components import baselines, chief_writes, distributed, sharding
 from poster_similarity.components import model as model_lib
-from poster_similarity.components.dataset import AUTOTUNE, Features, _files, embed_dataset, records
+from poster_similarity.components.dataset import AUTOTUNE, Features, embed_dataset, list_files, records
+from poster_similarity.components.preemption import TrainingState, canonical_weight_order
 from poster_similarity.components.preprocessing import GENRES_XF, IMAGE_XF
+from poster_similarity.components.tf_config import cluster_from_env
 from poster_similarity.core.config import PipelineConfig
 from poster_similarity.core.logs import show_progress
 
@@ -133,13 +135,8 @@ def _schedule_stages(cfg: PipelineConfig) -> list[tuple[int, int, int]]:
 
 def distribution_strategy(startup_timeout_s: float = 300.0) -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy when TF_CONFIG names a cluster (Kubeflow TFJob / Vertex AI
-    Training set it), else the default single-device strategy (poster_similarity/components/distributed.py)."""
+    Training set it), else the default single-device strategy (`components.distributed`)."""
     return distributed.make_strategy(startup_timeout_s)
-
-
-def is_chief() -> bool:
-    """The chief is the `chief` task, or worker 0 when the cluster has no chief (or no TF_CONFIG)."""
-    return distributed.cluster_from_env().is_chief
 
 
 class Progress(tf.keras.callbacks.Callback):
@@ -175,40 +172,19 @@ class Progress(tf.keras.callbacks.Callback):
                  metrics, self.durations[-1], rate, eta)
 
 
-def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
-    """Both phases; returns (full model, embedding tower, Features, history dict).
+def train_phase1(cfg: PipelineConfig, strategy: tf.distribute.Strategy, model: tf.keras.Model,
+                 state: TrainingState, history: dict, train: tuple, evaluation: tuple, log_dir: str) -> None:
+    """Phase 1, genre classification, one `fit` per unfreeze stage (`_schedule_stages`): each stage
+    recompiles with its learning rate and is a segment of its own, skipped when a restarted job
+    finished it already.
 
-    Per-replica batches are `batch_size` (phase 1) and P×K (phase 2); the global batch is that ×
-    replicas. Each epoch is checkpointed under `log_dir/backup/` and a restarted job resumes there.
+    Args:
+        cfg, strategy, model, state: the config, the strategy, the full model, the training state.
+        history: extended in place with the stages' metrics.
+        train, evaluation: (distributed dataset, steps per epoch) of each split.
+        log_dir: TensorBoard logs go to `<log_dir>/phase1_genres`.
     """
-    tf.keras.utils.set_random_seed(cfg.seed)
-    feats = Features.from_transform(cfg, tft_output)
-    strategy = distribution_strategy(cfg.distributed.startup_timeout_s)
-    replicas = strategy.num_replicas_in_sync
-    with strategy.scope():
-        model = model_lib.build_model(
-            cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
-        )
-    state = distributed.TrainingState(log_dir)
-    history: dict[str, list] = dict(state.history)
-    if eval_files is not None and "baselines" not in history:  # before training: the backbone as it came
-        history["baselines"] = eval_baselines(model, cfg, feats, eval_files)
-    state.restore_weights(model)
-    train_list, eval_list = _files(train_files), _files(eval_files)
-    counts = count_labels(feats, train_files)  # one pass over the labels: epoch length + P×K classes
-    n_train = sum(counts.values())
-    steps = max(1, math.ceil(n_train / (cfg.batch_size * replicas)))
-    eval_steps = max(1, math.ceil(sum(count_labels(feats, eval_files).values()) / (cfg.batch_size * replicas)))
-    train_ds = distributed.distributed_dataset(
-        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, True, cfg.seed), train_list)
-    eval_ds = distributed.distributed_dataset(
-        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, False, cfg.seed), eval_list, repeat=True)
-    history["input_sharding"] = {"workers": distributed.cluster_from_env().num_workers, "replicas": replicas,
-                                 "train": distributed.shard_policy(len(train_list), replicas),
-                                 "eval": distributed.shard_policy(len(eval_list), replicas)}
-    log.info("%d replica(s); input sharding %s; global batch %d", replicas, history["input_sharding"],
-             cfg.batch_size * replicas)
-
+    (train_ds, steps), (eval_ds, eval_steps) = train, evaluation
     tb1 = tf.keras.callbacks.TensorBoard(os.path.join(log_dir, "phase1_genres"), update_freq="epoch")
     progress1 = Progress("phase 1 (genres)", cfg.phase1_epochs, cfg.batch_size)
     for start, end, n_blocks in _schedule_stages(cfg):
@@ -234,6 +210,42 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         history.setdefault("phase1/open_blocks", []).extend([n_blocks] * (end - start))
         state.finish(segment, model, history)
 
+
+def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str):
+    """Both phases; returns (full model, embedding tower, Features, history dict).
+
+    Per-replica batches are `batch_size` (phase 1) and P×K (phase 2); the global batch is that ×
+    replicas. Each epoch is checkpointed under `log_dir/backup/` and a restarted job resumes there.
+    """
+    tf.keras.utils.set_random_seed(cfg.seed)
+    feats = Features.from_transform(cfg, tft_output)
+    strategy = distribution_strategy(cfg.distributed.startup_timeout_s)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        model = model_lib.build_model(
+            cfg.backbone, cfg.weights, (feats.h, feats.w), feats.num_genres, cfg.embedding_dim, cfg.dropout
+        )
+    state = TrainingState(log_dir)
+    history: dict[str, list] = dict(state.history)
+    if eval_files is not None and "baselines" not in history:  # before training: the backbone as it came
+        history["baselines"] = eval_baselines(model, cfg, feats, eval_files)
+    state.restore_weights(model)
+    train_list, eval_list = list_files(train_files), list_files(eval_files)
+    counts = count_labels(feats, train_files)  # one pass over the labels: epoch length + P×K classes
+    n_train = sum(counts.values())
+    steps = max(1, math.ceil(n_train / (cfg.batch_size * replicas)))
+    eval_steps = max(1, math.ceil(sum(count_labels(feats, eval_files).values()) / (cfg.batch_size * replicas)))
+    train_ds = sharding.distributed_dataset(
+        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, True, cfg.seed), train_list)
+    eval_ds = sharding.distributed_dataset(
+        strategy, lambda f: genre_dataset(feats, f, cfg.batch_size, False, cfg.seed), eval_list, repeat=True)
+    history["input_sharding"] = {"workers": cluster_from_env().num_workers, "replicas": replicas,
+                                 "train": sharding.shard_policy(len(train_list), replicas),
+                                 "eval": sharding.shard_policy(len(eval_list), replicas)}
+    log.info("%d replica(s); input sharding %s; global batch %d", replicas, history["input_sharding"],
+             cfg.batch_size * replicas)
+
+    train_phase1(cfg, strategy, model, state, history, (train_ds, steps), (eval_ds, eval_steps), log_dir)
     with strategy.scope():
         tower = model_lib.embedding_model(model)
     if eval_files is not None and "phase1_eval" not in history:  # phase-1 quality, to compare honestly
@@ -244,7 +256,7 @@ def train(cfg: PipelineConfig, tft_output, train_files, eval_files, log_dir: str
         log.info("phase 2 already finished: its weights were restored")
     elif cfg.phase2_epochs > 0 and len(valid) >= 2:
         p = min(cfg.batch_p, len(valid))
-        pk = distributed.distributed_dataset(
+        pk = sharding.distributed_dataset(
             strategy, lambda f: pk_dataset(feats, f, p, cfg.batch_k, valid, cfg.seed), train_list)
         steps2 = cfg.phase2_steps_per_epoch or max(1, math.ceil(n_train / (p * cfg.batch_k * replicas)))
         with strategy.scope():
@@ -273,9 +285,9 @@ def local_copy(model: tf.keras.Model, cfg: PipelineConfig, feats: Features) -> t
     """
     plain = model_lib.build_model(cfg.backbone, "none", (feats.h, feats.w), feats.num_genres, cfg.embedding_dim,
                                   cfg.dropout)
-    with distributed.canonical_weight_order(model):  # both lists in the all-trainable order
+    with canonical_weight_order(model):  # both lists in the all-trainable order
         weights = model.get_weights()
-    with distributed.canonical_weight_order(plain):
+    with canonical_weight_order(plain):
         plain.set_weights(weights)
     return plain, model_lib.embedding_model(plain)
 
@@ -310,21 +322,21 @@ def run_fn(fn_args):
     """
     from poster_similarity.components import tower as tower_export
 
-    if distributed.cluster_from_env().num_workers > 1:
+    if cluster_from_env().num_workers > 1:
         show_progress()  # a replica runs under TFX's run_executor, which shows no INFO lines of ours
     cfg = PipelineConfig.from_dict(fn_args.custom_config["config"])
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     log_dir = fn_args.model_run_dir
     model, tower, feats, history = train(cfg, tft_output, fn_args.train_files, fn_args.eval_files, log_dir)
-    if distributed.cluster_from_env().num_workers > 1:
+    if cluster_from_env().num_workers > 1:
         model, tower = local_copy(model, cfg, feats)
     if cfg.scramble_embeddings:
         tower = scrambled_tower(tower)
 
-    cluster = distributed.cluster_from_env()
-    report_dir = distributed.write_dir(os.path.join(log_dir, "retrieval"), cluster)
-    projector_dir = distributed.write_dir(os.path.join(log_dir, "projector"), cluster)
-    export_dir = distributed.write_dir(fn_args.serving_model_dir, cluster)
+    cluster = cluster_from_env()
+    report_dir = chief_writes.write_dir(os.path.join(log_dir, "retrieval"), cluster)
+    projector_dir = chief_writes.write_dir(os.path.join(log_dir, "projector"), cluster)
+    export_dir = chief_writes.write_dir(fn_args.serving_model_dir, cluster)
     _, eval_emb, eval_genres = embed_dataset(tower, feats, fn_args.eval_files)
     report = retrieval_report(eval_emb, eval_genres)
     log.info("eval retrieval: %s", json.dumps(report))
@@ -344,8 +356,8 @@ def run_fn(fn_args):
     if cluster.is_chief:
         return
     for path in (os.path.join(log_dir, "retrieval"), os.path.join(log_dir, "projector"), fn_args.serving_model_dir):
-        distributed.remove_temp(path, cluster)
+        chief_writes.remove_temp(path, cluster)
     chief_export = os.path.join(fn_args.serving_model_dir, "saved_model.pb")
-    if not distributed.wait_for(chief_export, cfg.distributed.export_wait_s):
+    if not chief_writes.wait_for(chief_export, cfg.distributed.export_wait_s):
         log.warning("the chief's export %s did not appear within %.0f s", chief_export,
                     cfg.distributed.export_wait_s)

@@ -17,7 +17,6 @@ from tfx import v1 as tfx
 from poster_similarity.components.catalogue_embedder import CatalogueEmbedder
 from poster_similarity.components.index_builder import IndexBuilder
 from poster_similarity.core.config import PipelineConfig
-from poster_similarity.pipeline import cluster
 from poster_similarity.pipeline.modules import (  # noqa: F401
     EMBEDDER_CODE,
     INDEX_BUILDER_CODE,
@@ -27,6 +26,7 @@ from poster_similarity.pipeline.modules import (  # noqa: F401
     code_version,
     module_config,
 )
+from poster_similarity.pipeline.trainer_switch import build_trainer
 
 
 def eval_config(cfg: PipelineConfig) -> tfma.EvalConfig:
@@ -115,7 +115,7 @@ def create_pipeline(cfg: PipelineConfig, enable_cache: bool = True,
         examples=example_gen.outputs["examples"], schema=schema_gen.outputs["schema"],
         preprocessing_fn=MODULE_PREPROCESSING, custom_config=module_config(cfg, "transform"),
     )
-    trainer = cluster.build_trainer(  # distributed.trainer_backend: local | vertex (worker pools)
+    trainer = build_trainer(  # distributed.trainer_backend: local | vertex (worker pools)
         cfg, module_config(cfg, "trainer"),
         run_fn=MODULE_RUN_FN,
         examples=transform.outputs["transformed_examples"],
