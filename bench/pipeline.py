@@ -1,8 +1,9 @@
 """Pipeline benchmark: per-component wall time of the local TFX pipeline, and Transform's Beam mode.
 
 For each size, `posters sample --n N --tfrecords` data (cached under bench/.cache) goes through the full
-local pipeline (configs/demo.yaml, fresh workdir, LocalDagRunner in a subprocess). Component durations
-come from ML Metadata: `last_update_time − create_time` of each execution in `<workdir>/metadata.sqlite`.
+local pipeline (configs/demo.yaml, fresh workdir, LocalDagRunner in a `bench.pipeline_child` process).
+Component durations come from ML Metadata: `last_update_time − create_time` of each execution in
+`<workdir>/metadata.sqlite`.
 
 Transform comparison (full mode, largest size): the demo config runs Beam's DirectRunner with
 `multi_processing` (2 workers); the same data then goes through ExampleGen → StatisticsGen → SchemaGen
@@ -30,45 +31,14 @@ SPEEDUP_TARGET = 1.5
 COMPONENT_ORDER = ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Transform", "Trainer",
                    "CatalogueExampleGen", "CatalogueEmbedder", "IndexBuilder", "Resolver", "Evaluator", "Pusher")
 
-_RUNNER = """
-import json, sys
-from poster_similarity.core.config import load_config
-from poster_similarity.local_runner import run
-cfg = load_config(sys.argv[1], json.loads(sys.argv[2]), data_root=sys.argv[3], workdir=sys.argv[4])
-if sys.argv[5] == "transform_only":
-    # the first four nodes of pipeline.definition.create_pipeline, built fresh (nodes taken from the full
-    # pipeline keep references to their downstream nodes, which TFX rejects)
-    from tfx import v1 as tfx
-    from poster_similarity.pipeline.definition import MODULE_PREPROCESSING, module_config
-    conn = tfx.orchestration.metadata.sqlite_metadata_connection_config(cfg.metadata_path)
-    eg = tfx.components.ImportExampleGen(
-        input_base=cfg.data_root,
-        input_config=tfx.proto.Input(splits=[tfx.proto.Input.Split(name="all", pattern="*.tfrecord*")]),
-        output_config=tfx.proto.Output(split_config=tfx.proto.SplitConfig(
-            splits=[tfx.proto.SplitConfig.Split(name="train", hash_buckets=cfg.train_buckets),
-                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=cfg.eval_buckets)],
-            partition_feature_name="movie_id")))
-    sg = tfx.components.StatisticsGen(examples=eg.outputs["examples"])
-    sc = tfx.components.SchemaGen(statistics=sg.outputs["statistics"], infer_feature_shape=True)
-    tr = tfx.components.Transform(examples=eg.outputs["examples"], schema=sc.outputs["schema"],
-                                  preprocessing_fn=MODULE_PREPROCESSING, custom_config=module_config(cfg, "transform"))
-    p = tfx.dsl.Pipeline(pipeline_name=cfg.pipeline_name, pipeline_root=cfg.pipeline_root,
-                         components=[eg, sg, sc, tr], enable_cache=False, metadata_connection_config=conn,
-                         beam_pipeline_args=cfg.beam_pipeline_args())
-    tfx.orchestration.LocalDagRunner().run(p)
-else:
-    run(cfg)
-"""
-
-
 def run_pipeline(data: str, workdir: str, overrides: list[str], mode: str = "full") -> dict:
     import json
 
     if os.path.exists(workdir):
         shutil.rmtree(workdir)
     os.makedirs(workdir)
-    cmd = [sys.executable, "-c", _RUNNER, os.path.join(ROOT, "configs", "demo.yaml"), json.dumps(overrides),
-           data, workdir, mode]
+    cmd = [sys.executable, "-m", "bench.pipeline_child", os.path.join(ROOT, "configs", "demo.yaml"),
+           json.dumps(overrides), data, workdir, mode]
     t0 = time.perf_counter()
     log_path = os.path.join(workdir, "bench_run.log")
     with open(log_path, "w") as log:
@@ -93,6 +63,26 @@ def by_component(run: dict) -> dict[str, float]:
     for e in run["executions"]:
         out[e["component"]] = round(out.get(e["component"], 0.0) + e["seconds"], 2)
     return out
+
+
+def transform_compare(big: dict) -> tuple[dict, dict]:
+    """Transform in the largest run (the demo config's multi_processing) against a Transform-only run
+    on the same data with in_memory: (the comparison, its goal record)."""
+    n = big["posters"]
+    mp = by_component(big).get("Transform")
+    im_run = run_pipeline(ensure_sample_data(n), os.path.join(PIPE_DIR, f"wd_{n}_transform_in_memory"),
+                          ["beam_direct_running_mode=in_memory"], mode="transform_only")
+    im = by_component(im_run).get("Transform")
+    compare = {"posters": n, "multi_processing_s": mp, "in_memory_s": im,
+               "multi_processing_workers": 2, "in_memory_run": im_run}
+    if not (mp and im):
+        return compare, goal("Transform multi_processing speedup over in_memory", None, f">= {SPEEDUP_TARGET}",
+                             None, "a Transform run failed")
+    speedup = round(im / mp, 2)
+    compare["multi_processing_speedup"] = speedup
+    compare["faster"] = "multi_processing" if mp < im else "in_memory"
+    return compare, goal(f"Transform multi_processing (2 workers) speedup over in_memory, {n} posters",
+                         speedup, f">= {SPEEDUP_TARGET}", speedup >= SPEEDUP_TARGET, f"faster: {compare['faster']}")
 
 
 def main(argv=None) -> int:
@@ -127,24 +117,8 @@ def main(argv=None) -> int:
         runs.append(r)
     compare = None
     if not args.quick and not args.no_compare and runs:
-        big = runs[-1]
-        n = big["posters"]
-        mp = by_component(big).get("Transform")
-        im_run = run_pipeline(ensure_sample_data(n), os.path.join(PIPE_DIR, f"wd_{n}_transform_in_memory"),
-                              ["beam_direct_running_mode=in_memory"], mode="transform_only")
-        im = by_component(im_run).get("Transform")
-        compare = {"posters": n, "multi_processing_s": mp, "in_memory_s": im,
-                   "multi_processing_workers": 2, "in_memory_run": im_run}
-        if mp and im:
-            speedup = round(im / mp, 2)
-            compare["multi_processing_speedup"] = speedup
-            compare["faster"] = "multi_processing" if mp < im else "in_memory"
-            goals.append(goal(f"Transform multi_processing (2 workers) speedup over in_memory, {n} posters",
-                              speedup, f">= {SPEEDUP_TARGET}", speedup >= SPEEDUP_TARGET,
-                              f"faster: {compare['faster']}"))
-        else:
-            goals.append(goal("Transform multi_processing speedup over in_memory", None, f">= {SPEEDUP_TARGET}",
-                              None, "a Transform run failed"))
+        compare, g = transform_compare(runs[-1])
+        goals.append(g)
     else:
         goals.append(goal("Transform multi_processing speedup over in_memory", None, f">= {SPEEDUP_TARGET}", None,
                           "skipped in quick mode" if args.quick else "skipped (--no-compare)"))

@@ -18,15 +18,13 @@ pushed), else a cached demo model under bench/.cache (built once: `posters sampl
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 from bench.common import ROOT, base_parser, goal, percentiles, write_result
+from bench.server_child import ServerChild
 from bench.serving_models import (
     MODEL_NAME,
     ensure_model,
@@ -35,49 +33,12 @@ from bench.serving_models import (
     latest_version_dir,
 )
 
-# --- server subprocess ------------------------------------------------------------------------------
-BATCHING_FILE = os.path.join(ROOT, "poster_similarity", "serving", "config", "batching_parameters.txt")
-
-
-def _serve_child(base: str, name: str, batching: str = "") -> int:
-    """Child process: start the local server on free ports, print them, run until stdin closes."""
-    from poster_similarity.serving.batching import BatchingOptions
-    from poster_similarity.serving.server import ModelServer
-
-    opts = BatchingOptions.from_file(batching) if batching else None
-    srv = ModelServer(base, name, rest_port=0, grpc_port=0, batching=opts).start()
-    print(json.dumps({"rest_port": srv.rest_port, "grpc_port": srv.grpc_port}), flush=True)
-    sys.stdin.read()
-    srv.stop()
-    return 0
-
-
-class ServerProcess:
-    def __init__(self, base: str, name: str, batching_file: str = ""):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.serving", "--_serve", base,
-                                      name, batching_file],
-                                     cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = ""
-        while not line.startswith("{"):
-            line = self.proc.stdout.readline()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError("the local server process exited before reporting its ports")
-        ports = json.loads(line)
-        self.rest = f"127.0.0.1:{ports['rest_port']}"
-        self.grpc = f"127.0.0.1:{ports['grpc_port']}"
-
-    def stop(self) -> None:
-        try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+BATCHING_FILE = os.path.join(ROOT, "serving", "config", "batching_parameters.txt")
+EAGER_BATCHING = "max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 1 }\n"
 
 
 # --- load generators ----------------------------------------------------------------------------------
-def make_callers(mode: str, batch: list[bytes], model_dir: str, server: ServerProcess | None, n: int,
+def make_callers(mode: str, batch: list[bytes], model_dir: str, server: ServerChild | None, n: int,
                  model_name: str = MODEL_NAME):
     """n independent callables (one per client thread) that send one request and return."""
     if mode == "inprocess":
@@ -90,7 +51,7 @@ def make_callers(mode: str, batch: list[bytes], model_dir: str, server: ServerPr
 
     callers = []
     for _ in range(n):
-        c = PosterClient(server.rest if mode == "rest" else server.grpc, model_name, protocol=mode, timeout=60)
+        c = PosterClient(server.addr[mode], model_name, protocol=mode, timeout=60)
         callers.append(lambda c=c: c.predict("serving_default", {"image_bytes": batch}))
     return callers
 
@@ -175,87 +136,72 @@ def open_loop(callers, rate_rps: float, duration_s: float) -> tuple[list[float],
     return lat, elapsed, n
 
 
-def main(argv=None) -> int:
-    p = base_parser(__doc__.splitlines()[0])
-    p.add_argument("--model-base-path", default=None, help="versioned base path (<base>/<version>/saved_model.pb)")
-    p.add_argument("--model-name", default=MODEL_NAME)
-    p.add_argument("--image", default=None, help="a JPEG to send (default: a sample poster)")
-    p.add_argument("--_serve", nargs=3, metavar=("BASE", "NAME", "BATCHING"), help=argparse_suppress())
-    args = p.parse_args(argv)
-    if args._serve:
-        return _serve_child(*args._serve)
-    started = time.time()
-    standin = False
-    if args.model_base_path:
-        base, model_name = os.path.abspath(args.model_base_path), args.model_name
-    elif args.quick:
-        base, model_name = ensure_standin_model()
-        standin = True
-    else:
-        base, model_name = ensure_model()
-    model_dir = latest_version_dir(base)
-    if model_dir is None:
-        raise SystemExit(f"no model version under {base}")
-    jpeg = find_jpeg(args.image)
-    duration = 0.7 if args.quick else 4.0
-    batches = [1, 16]
-    concurrency = [1, 4] if args.quick else [1, 2, 4, 8]
-    modes = ["inprocess", "rest", "grpc"]
-    print(f"[serving] model {model_dir}, JPEG {len(jpeg)} bytes", flush=True)
+class Setup:
+    """What every measurement shares: the model, the request image, the loop lengths."""
 
-    server = ServerProcess(base, model_name)
-    rows, results = [], {"closed_loop": [], "open_loop": []}
-    try:
-        for mode in modes:
-            for b in batches:
-                for c in concurrency:
-                    callers = make_callers(mode, [jpeg] * b, model_dir, server, c, model_name)
-                    lat, elapsed = closed_loop(callers, duration)
-                    r = {"mode": mode, "batch": b, "clients": c, "requests": len(lat),
-                         "requests_per_s": round(len(lat) / elapsed, 2),
-                         "images_per_s": round(len(lat) * b / elapsed, 2), "latency_ms": percentiles(lat)}
-                    results["closed_loop"].append(r)
-                    print(f"[serving] {mode:<9} b={b:<2} c={c}  p50 {r['latency_ms']['p50']:8.2f} ms  "
-                          f"p99 {r['latency_ms']['p99']:8.2f} ms  {r['images_per_s']:8.1f} img/s", flush=True)
-        # open loop at 70 % of each server protocol's peak request rate (batch 1)
-        for mode in ("grpc", "rest"):
-            peak = max((r for r in results["closed_loop"] if r["mode"] == mode and r["batch"] == 1),
-                       key=lambda r: r["requests_per_s"])
-            rate = 0.7 * peak["requests_per_s"]
-            callers = make_callers(mode, [jpeg], model_dir, server, max(concurrency), model_name)
-            for call in callers:
-                call()
-            lat, elapsed, n = open_loop(callers, rate, duration * 2)
-            r = {"mode": mode, "batch": 1, "target_rps": round(rate, 2), "peak_rps": peak["requests_per_s"],
-                 "achieved_rps": round(n / elapsed, 2), "workers": len(callers), "latency_ms": percentiles(lat)}
-            results["open_loop"].append(r)
-            print(f"[serving] open loop {mode} @ {rate:.1f} req/s (70 % of {peak['requests_per_s']}): "
-                  f"p50 {r['latency_ms']['p50']} ms p99 {r['latency_ms']['p99']} ms", flush=True)
-    finally:
-        server.stop()
-    # the same server with server-side batching, batch-1 requests: TF Serving's parameters
-    # (serving/config/batching_parameters.txt), and "eager" (no timeout, one batch thread: requests
-    # are merged only when they queue behind a running call)
+    def __init__(self, model_dir: str, model_name: str, jpeg: bytes, quick: bool):
+        self.model_dir, self.model_name, self.jpeg = model_dir, model_name, jpeg
+        self.duration = 0.7 if quick else 4.0
+        self.batches = [1, 16]
+        self.concurrency = [1, 4] if quick else [1, 2, 4, 8]
+        self.modes = ["inprocess", "rest", "grpc"]
+
+    def callers(self, mode: str, batch: int, server: ServerChild | None, n: int):
+        return make_callers(mode, [self.jpeg] * batch, self.model_dir, server, n, self.model_name)
+
+    def closed(self, mode: str, batch: int, clients: int, server: ServerChild | None, label: str = "") -> dict:
+        """One closed-loop row: `label` names the server's configuration (mode+label), if any."""
+        lat, elapsed = closed_loop(self.callers(mode, batch, server, clients), self.duration)
+        return {"mode": f"{mode}+{label}" if label else mode, "batch": batch, "clients": clients,
+                "requests": len(lat), "requests_per_s": round(len(lat) / elapsed, 2),
+                "images_per_s": round(len(lat) * batch / elapsed, 2), "latency_ms": percentiles(lat)}
+
+
+def measure_unbatched(setup: Setup, server: ServerChild, results: dict) -> None:
+    """Closed loop for every mode × batch × clients, then the open loop at 70 % of peak (batch 1)."""
+    for mode in setup.modes:
+        for b in setup.batches:
+            for c in setup.concurrency:
+                r = setup.closed(mode, b, c, server)
+                results["closed_loop"].append(r)
+                print(f"[serving] {mode:<9} b={b:<2} c={c}  p50 {r['latency_ms']['p50']:8.2f} ms  "
+                      f"p99 {r['latency_ms']['p99']:8.2f} ms  {r['images_per_s']:8.1f} img/s", flush=True)
+    for mode in ("grpc", "rest"):  # open loop at 70 % of each server protocol's peak request rate (batch 1)
+        peak = max((r for r in results["closed_loop"] if r["mode"] == mode and r["batch"] == 1),
+                   key=lambda r: r["requests_per_s"])
+        rate = 0.7 * peak["requests_per_s"]
+        callers = setup.callers(mode, 1, server, max(setup.concurrency))
+        for call in callers:
+            call()
+        lat, elapsed, n = open_loop(callers, rate, setup.duration * 2)
+        r = {"mode": mode, "batch": 1, "target_rps": round(rate, 2), "peak_rps": peak["requests_per_s"],
+             "achieved_rps": round(n / elapsed, 2), "workers": len(callers), "latency_ms": percentiles(lat)}
+        results["open_loop"].append(r)
+        print(f"[serving] open loop {mode} @ {rate:.1f} req/s (70 % of {peak['requests_per_s']}): "
+              f"p50 {r['latency_ms']['p50']} ms p99 {r['latency_ms']['p99']} ms", flush=True)
+
+
+def measure_batched(setup: Setup, base: str, results: dict) -> None:
+    """The same server with server-side batching, batch-1 requests: TF Serving's parameters
+    (serving/config/batching_parameters.txt), and "eager" (no timeout, one batch thread: requests
+    are merged only when they queue behind a running call)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("max_batch_size { value: 32 }\nbatch_timeout_micros { value: 0 }\nnum_batch_threads { value: 1 }\n")
-    eager = f.name
-    for suffix, params in (("batching", BATCHING_FILE), ("eager-batching", eager)):
-        server = ServerProcess(base, model_name, params)
-        try:
-            for mode in ("rest", "grpc"):
-                for c in concurrency:
-                    callers = make_callers(mode, [jpeg], model_dir, server, c, model_name)
-                    lat, elapsed = closed_loop(callers, duration)
-                    r = {"mode": f"{mode}+{suffix}", "batch": 1, "clients": c, "requests": len(lat),
-                         "requests_per_s": round(len(lat) / elapsed, 2),
-                         "images_per_s": round(len(lat) / elapsed, 2), "latency_ms": percentiles(lat)}
-                    results["closed_loop"].append(r)
-                    print(f"[serving] {r['mode']:<19} b=1  c={c}  p50 {r['latency_ms']['p50']:8.2f} ms  "
-                          f"p99 {r['latency_ms']['p99']:8.2f} ms  {r['images_per_s']:8.1f} img/s", flush=True)
-        finally:
-            server.stop()
-    os.unlink(eager)
+        f.write(EAGER_BATCHING)
+    try:
+        for suffix, params in (("batching", BATCHING_FILE), ("eager-batching", f.name)):
+            with ServerChild(base, setup.model_name, batching=params, label=suffix) as server:
+                for mode in ("rest", "grpc"):
+                    for c in setup.concurrency:
+                        r = setup.closed(mode, 1, c, server, suffix)
+                        results["closed_loop"].append(r)
+                        print(f"[serving] {r['mode']:<19} b=1  c={c}  p50 {r['latency_ms']['p50']:8.2f} ms  "
+                              f"p99 {r['latency_ms']['p99']:8.2f} ms  {r['images_per_s']:8.1f} img/s", flush=True)
+    finally:
+        os.unlink(f.name)
 
+
+def table_rows(results: dict) -> list[list]:
+    rows = []
     for r in results["closed_loop"]:
         lm = r["latency_ms"]
         rows.append([r["mode"], r["batch"], r["clients"], lm["p50"], lm["p95"], lm["p99"], r["images_per_s"]])
@@ -263,7 +209,10 @@ def main(argv=None) -> int:
         lm = r["latency_ms"]
         rows.append([f"{r['mode']} open loop @70 % ({r['target_rps']} req/s)", 1, r["workers"], lm["p50"],
                      lm["p95"], lm["p99"], r["achieved_rps"]])
+    return rows
 
+
+def serving_goals(results: dict, batches: list[int], concurrency: list[int]) -> list[dict]:
     def cl(mode, b, c):
         return next(r for r in results["closed_loop"] if (r["mode"], r["batch"], r["clients"]) == (mode, b, c))
 
@@ -287,30 +236,54 @@ def main(argv=None) -> int:
             ratio = round(cl(f"{mode}+{suffix}", 1, top)["images_per_s"] / cl(mode, 1, top)["images_per_s"], 2)
             goals.append(goal(f"server-side {suffix}: {mode} images/s ÷ unbatched ({top} clients, batch 1)",
                               ratio, ">= 1", ratio >= 1.0))
-    notes = ["server in a separate process (serving.server.ModelServer); clients are threads in the "
-             "benchmark process, one PosterClient each; in-process = SavedModel signature called from threads",
-             "images/s column: open-loop rows show achieved requests/s instead",
-             "+batching rows: a second server process with --enable-batching and "
-             "serving/config/batching_parameters.txt (max 32 rows, 2 ms timeout, 4 batch threads); "
-             "+eager-batching: max 32 rows, no timeout, 1 batch thread"]
-    if standin:
-        notes.append("quick mode without --model-base-path: stand-in model (export module around an untrained "
-                     "small_cnn, Transform graph replaced by encode_pixels, 2,000 random catalogue vectors)")
+    return goals
+
+
+NOTES = ["server in a separate process (serving.server.ModelServer); clients are threads in the "
+         "benchmark process, one PosterClient each; in-process = SavedModel signature called from threads",
+         "images/s column: open-loop rows show achieved requests/s instead",
+         "+batching rows: a second server process with --enable-batching and "
+         "serving/config/batching_parameters.txt (max 32 rows, 2 ms timeout, 4 batch threads); "
+         "+eager-batching: max 32 rows, no timeout, 1 batch thread"]
+STANDIN_NOTE = ("quick mode without --model-base-path: stand-in model (export module around an untrained "
+                "small_cnn, Transform graph replaced by encode_pixels, 2,000 random catalogue vectors)")
+
+
+def main(argv=None) -> int:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--model-base-path", default=None, help="versioned base path (<base>/<version>/saved_model.pb)")
+    p.add_argument("--model-name", default=MODEL_NAME)
+    p.add_argument("--image", default=None, help="a JPEG to send (default: a sample poster)")
+    args = p.parse_args(argv)
+    started = time.time()
+    standin = False
+    if args.model_base_path:
+        base, model_name = os.path.abspath(args.model_base_path), args.model_name
+    elif args.quick:
+        base, model_name = ensure_standin_model()
+        standin = True
+    else:
+        base, model_name = ensure_model()
+    model_dir = latest_version_dir(base)
+    if model_dir is None:
+        raise SystemExit(f"no model version under {base}")
+    setup = Setup(model_dir, model_name, find_jpeg(args.image), args.quick)
+    print(f"[serving] model {model_dir}, JPEG {len(setup.jpeg)} bytes", flush=True)
+
+    results = {"closed_loop": [], "open_loop": []}
+    with ServerChild(base, model_name, label="unbatched") as server:
+        measure_unbatched(setup, server, results)
+    measure_batched(setup, base, results)
     write_result("serving", args.quick, started,
                  {"model_dir": model_dir, "model_name": model_name, "standin_model": standin,
-                  "jpeg_bytes": len(jpeg), "batches": batches,
-                  "clients": concurrency, "duration_s": duration, "modes": modes,
+                  "jpeg_bytes": len(setup.jpeg), "batches": setup.batches,
+                  "clients": setup.concurrency, "duration_s": setup.duration, "modes": setup.modes,
                   "open_loop_load": 0.7, "batching_parameters_file": os.path.relpath(BATCHING_FILE, ROOT)},
-                 results, goals, out_dir=args.out, extra_versions=("tensorflow-serving-api", "grpcio"),
+                 results, serving_goals(results, setup.batches, setup.concurrency), out_dir=args.out,
+                 extra_versions=("tensorflow-serving-api", "grpcio"),
                  table={"headers": ["mode", "batch", "clients", "p50 ms", "p95 ms", "p99 ms", "images/s"],
-                        "rows": rows}, notes=notes)
+                        "rows": table_rows(results)}, notes=NOTES + ([STANDIN_NOTE] if standin else []))
     return 0
-
-
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

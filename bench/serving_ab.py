@@ -15,31 +15,26 @@ same `PosterClient`.
 """
 from __future__ import annotations
 
-import json
 import os
-import select
 import subprocess
-import sys
 import tempfile
 import time
 
 from bench.common import ROOT, base_parser, goal, percentiles, write_result
+from bench.server_child import ServerChild
 from bench.serving_models import MODEL_NAME, ensure_model, ensure_standin_model, find_jpeg
 
 BASELINE_COMMIT = "dc23286c28689598ceb2e6fb2b122c34f8531919"  # main before the serving-hardening merge
 
-SERVE = {  # child process: start a server on free ports, print them, serve until stdin closes
-    "before": "from serving.local_server import ModelServer",
-    "after": "from poster_similarity.serving.server import ModelServer",
-}
-CHILD = r'''
-import json, sys
-{import_line}
-srv = ModelServer(sys.argv[1], sys.argv[2], rest_port=0, grpc_port=0).start()
-print(json.dumps({{"rest_port": srv.rest_port, "grpc_port": srv.grpc_port}}), flush=True)
-sys.stdin.read()
-srv.stop()
-'''
+BASELINE_SERVER = "serving.local_server"  # module of the baseline tree, run from its extracted copy
+P50_GOAL = 1.10  # after ÷ before p50 at most: the hardening may cost up to 10 %
+
+
+def p50_goal(protocol: str, before_p50: float, after_p50: float) -> dict:
+    """The goal record for one protocol: after ÷ before p50 (3 decimals), met when ≤ P50_GOAL."""
+    ratio = round(after_p50 / before_p50, 3)
+    return goal(f"{protocol}: hardened ÷ pre-hardening p50 (interleaved, 1 client, batch 1)", ratio,
+                f"<= {P50_GOAL:.2f}", ratio <= P50_GOAL)
 
 
 def baseline_tree(commit: str, dest: str) -> str:
@@ -50,36 +45,6 @@ def baseline_tree(commit: str, dest: str) -> str:
                              check=True).stdout
     subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
     return dest
-
-
-class Server:
-    """One server process (`before` from the baseline tree, `after` from this checkout)."""
-
-    def __init__(self, arm: str, base: str, name: str, pythonpath: str = ""):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        if pythonpath:
-            env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD.format(import_line=SERVE[arm]), base, name],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-                                     cwd=pythonpath or ROOT)
-        line, deadline = "", time.monotonic() + 300
-        while not line.startswith("{"):
-            ready = select.select([self.proc.stdout], [], [], 1.0)[0]
-            line = self.proc.stdout.readline() if ready else ""
-            if (ready and not line) or time.monotonic() > deadline:  # EOF: it exited; or it hangs loading
-                self.stop()
-                raise RuntimeError(f"the {arm} server did not report its ports (exit code {self.proc.returncode})")
-        ports = json.loads(line)
-        self.addr = {"rest": f"127.0.0.1:{ports['rest_port']}", "grpc": f"127.0.0.1:{ports['grpc_port']}"}
-
-    def stop(self) -> None:
-        self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
 
 
 def interleave(calls: dict, rounds: int, block: int) -> dict[str, list[float]]:
@@ -113,10 +78,11 @@ def main(argv=None) -> int:
     jpeg = find_jpeg(args.image)
     results, rows, goals = {}, [], []
     with tempfile.TemporaryDirectory(prefix="serving_ab_") as tree:
-        servers: dict[str, Server] = {}
+        servers: dict[str, ServerChild] = {}
         try:
-            servers["before"] = Server("before", base, name, baseline_tree(args.baseline, tree))
-            servers["after"] = Server("after", base, name)
+            servers["before"] = ServerChild(base, name, server=BASELINE_SERVER, path=baseline_tree(args.baseline, tree),
+                                            label="before")
+            servers["after"] = ServerChild(base, name, label="after")
             for protocol in ("rest", "grpc"):
                 calls = {}
                 for arm, srv in servers.items():
@@ -126,17 +92,17 @@ def main(argv=None) -> int:
                     calls[arm] = lambda c=client: c.predict("serving_default", {"image_bytes": [jpeg]})
                 lat = interleave(calls, rounds, block)
                 pct = {arm: percentiles(v) for arm, v in lat.items()}
-                ratio = round(pct["after"]["p50"] / pct["before"]["p50"], 3)
+                g = p50_goal(protocol, pct["before"]["p50"], pct["after"]["p50"])
+                ratio = g["value"]
                 results[protocol] = {"latency_ms": pct, "requests_per_arm": rounds * block, "p50_ratio": ratio}
                 rows.append([protocol, pct["before"]["p50"], pct["after"]["p50"], ratio, pct["before"]["p95"],
                              pct["after"]["p95"]])
-                goals.append(goal(f"{protocol}: hardened ÷ pre-hardening p50 (interleaved, 1 client, batch 1)",
-                                  ratio, "<= 1.10", ratio <= 1.10))
+                goals.append(g)
                 print(f"[serving_ab] {protocol}: p50 before {pct['before']['p50']} ms, after "
                       f"{pct['after']['p50']} ms, ratio {ratio}", flush=True)
         finally:
             for srv in servers.values():
-                srv.stop()
+                srv.close()
     write_result("serving_ab", args.quick, started,
                  {"model_base_path": base, "model_name": name, "baseline_commit": args.baseline, "rounds": rounds,
                   "block": block, "jpeg_bytes": len(jpeg)}, results, goals, out_dir=args.out,

@@ -5,6 +5,7 @@ Split from bench/serving.py (the load generators and the report); see there for 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -30,12 +31,9 @@ def ensure_model(n_posters: int = 120) -> tuple[str, str]:
         return base, MODEL_NAME
     print(f"[serving] no cached model: building one from {n_posters} sample posters (once, ~2 min)", flush=True)
     data = ensure_sample_data(n_posters)
-    cmd = [sys.executable, "-c",
-           "import sys; from poster_similarity.core.config import load_config; "
-           "from poster_similarity.local_runner import run; "
-           "run(load_config(sys.argv[1], ['phase1_epochs=1', 'phase2_epochs=1', "
-           "'beam_direct_running_mode=in_memory'], data_root=sys.argv[2], workdir=sys.argv[3]))",
-           os.path.join(ROOT, "configs", "demo.yaml"), data, CACHE_WORKDIR]
+    overrides = ["phase1_epochs=1", "phase2_epochs=1", "beam_direct_running_mode=in_memory"]
+    cmd = [sys.executable, "-m", "bench.pipeline_child", os.path.join(ROOT, "configs", "demo.yaml"),
+           json.dumps(overrides), data, CACHE_WORKDIR]
     subprocess.run(cmd, cwd=ROOT, check=True)
     if not latest_version_dir(base):
         raise RuntimeError(f"the demo pipeline pushed no model to {base} (not blessed?)")

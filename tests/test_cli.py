@@ -31,12 +31,50 @@ def test_tf_cpp_pattern_matches_real_lines():
 
 
 def test_help_is_quiet_and_every_command_takes_verbose():
-    for command in ("sample", "import", "run", "validate", "serve", "query", "gallery"):
+    for command in ("sample", "import", "run", "validate", "promote", "serve", "query", "gallery"):
         p = _posters(command, "--help")
         assert p.returncode == 0, p.stderr
         assert "-v, --verbose" in p.stdout
         assert p.stderr == ""
         assert not TF_CPP_LINE.search(p.stdout)
+
+
+def _flags():
+    """(command, action) for every flag of every subcommand, from the full parser."""
+    import argparse
+
+    from poster_similarity.posters.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        for action in parser._actions:
+            if action.option_strings and action.help is not argparse.SUPPRESS:
+                yield name, parser, action
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    """Help text on every flag of the CLI's own commands; every flag with a default shows it. (The
+    server's flags come from poster_similarity/serving/server/main.py, which words them; those
+    without help text still show their default.)"""
+    missing, no_default = [], []
+    for command, parser, action in _flags():
+        text = (action.help or "").strip()
+        if command != "serve" and (not text or text.startswith("(default")):
+            missing.append(f"{command} {action.option_strings[0]}")
+        default = action.default
+        if not (default is None or default is False or default in ([], "==SUPPRESS==") or action.required):
+            shown = parser._get_formatter()._get_help_string(action) % {"default": default}
+            if str(default) not in shown:
+                no_default.append(f"{command} {action.option_strings[0]}")
+    assert missing == [] and no_default == []
+
+
+def test_version_and_help_pages_name_the_command():
+    p = _posters("--version")
+    assert p.returncode == 0 and re.fullmatch(r"posters \S+\n", p.stdout)
+    p = _posters("query", "--help")
+    assert p.stdout.startswith("usage: posters query") and "(default: 10)" in p.stdout
+    assert "Exit status: 0 success" in _posters("--help").stdout
 
 
 @pytest.mark.slow

@@ -53,6 +53,98 @@ def test_missing_file():
         load_config("/nonexistent.yaml")
 
 
+@pytest.mark.parametrize("override, message", [
+    ("batchsize=3", r"unknown config field\(s\): batchsize \(did you mean batch_size\?\)"),
+    ("index=3", "index: expected a mapping, got 3"),
+    ("batch_size.x=1", "batch_size: expected int"),
+    ("x=[1,", "override x='\\[1,': not a YAML value"),
+    ("=3", "empty key"),
+    ("index..k=2", "empty key"),
+])
+def test_malformed_overrides_are_one_line(override, message):
+    """Every mistake a `--set` can hold is a ConfigError of one line (the CLI prints it as is)."""
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(None, [override])
+    assert "\n" not in str(e.value)
+
+
+def test_override_through_a_value_from_the_file(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("backbone: small_cnn\n")
+    with pytest.raises(ConfigError, match="backbone is not a section"):
+        load_config(str(f), ["backbone.name=x"])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("phase1_epochs: [1,\n", "is not valid YAML/JSON: while parsing"),
+    ("- a\n- b\n", "expected a mapping at top level, got list"),
+    ("\xff\xfe not utf-8", "cannot read config file"),
+])
+def test_unusable_files_are_one_line(tmp_path, text, message):
+    f = tmp_path / "c.yaml"
+    f.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ConfigError, match=message) as e:
+        load_config(str(f))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(str(tmp_path))
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_config(str(tmp_path / "empty.yaml")) == load_config()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("index.kind=annoy", "index.kind: 'annoy' is not one of scann, brute_force"),
+    ("backbone=vgg", "backbone: 'vgg' is not one of"),
+    ("label_strategy=first", "label_strategy"),
+    ("distributed.trainer_backend=k8s", "distributed.trainer_backend"),
+    ("batch_size=0", "batch_size: must be >= 1, got 0"),
+    ("phase1_epochs=-1", "phase1_epochs: must be >= 0"),
+    ("index.k=0", "index.k: must be >= 1"),
+    ("phase2_lr=0", "phase2_lr: must be > 0"),
+    ("dropout=1.0", r"dropout: must be in \[0, 1\)"),
+    ("image_size=[60]", "image_size: expected \\[H, W\\]"),
+    ("weights=/no/such.h5", "weights: '/no/such.h5' is neither imagenet, none nor an existing weights file"),
+])
+def test_check_config_refuses_values_a_run_would_trip_over(override, message):
+    from poster_similarity.core.config import check_config
+
+    cfg = load_config(None, [override])  # the types are right: only the values are impossible
+    with pytest.raises(ConfigError, match=message):
+        check_config(cfg)
+
+
+def test_check_config_accepts_the_defaults_and_every_shipped_config():
+    import glob
+    import os
+
+    from poster_similarity.core.config import check_config
+    from tests.helpers import ROOT
+
+    check_config(load_config())
+    files = glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True)
+    assert files
+    for f in files:
+        check_config(load_config(f))
+
+
+def test_backbone_choices_match_the_model_code():
+    """config.BACKBONES (checked without importing TensorFlow) is components/model.py's BACKBONES,
+    read from its source: the first argument of every `Backbone(...)` in that dict."""
+    import ast
+    import os
+
+    from poster_similarity.core.config import BACKBONES
+    from tests.helpers import PKG
+
+    tree = ast.parse(open(os.path.join(PKG, "components", "model.py"), encoding="utf-8").read())
+    table = next(n.value for n in ast.walk(tree) if isinstance(n, (ast.Assign, ast.AnnAssign))
+                 and any(isinstance(t, ast.Name) and t.id == "BACKBONES"
+                         for t in (n.targets if isinstance(n, ast.Assign) else [n.target])))
+    names = {c.args[0].value for c in ast.walk(table)
+             if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "Backbone" and c.args}
+    assert names and names == set(BACKBONES)
+
+
 def test_config_from_env_reads_the_tfx_cli_variables(monkeypatch, tmp_path):
     """Runner files executed by the TFX CLI get their config from POSTERS_CONFIG / POSTERS_SET (";"-separated)."""
     from poster_similarity.core.config import load_config_from_env

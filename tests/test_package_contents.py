@@ -4,7 +4,8 @@ What is deployed (Dockerfiles, k8s YAML, TF Serving configs, the ScaNN patch) li
 `serving/` and `kubeflow/`; benchmarks, their results and caches in `bench/`; fixtures in `tests/`.
 So: no deployment file under `poster_similarity/`; no module that writes next to its own source
 (site-packages is read-only in images and shared between users); and no Python program kept in a
-string and run with `python -c`, which ruff, the import checker and the tests never read.
+string and run with `python -c`, which ruff, the import checker and the tests never read (in the
+package, `bench/` or `tests/`).
 """
 from __future__ import annotations
 
@@ -67,12 +68,27 @@ def writes_beside_source(path: str) -> list[int]:
     return lines
 
 
+def _is_flag(node: ast.AST) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("-")
+
+
+def _hands_over_a_program(elts: list[ast.expr]) -> bool:
+    """`[python, *flags, "-c", CODE, …]`: "-c" right after the command and its flags. A shell's `-c`
+    (sh, bash) runs a command line, not a Python program; a later "-c" is another tool's option
+    (`uv pip install -c lock.txt`: constraints)."""
+    for i, e in enumerate(elts[1:], 1):
+        if isinstance(e, ast.Constant) and e.value == "-c":
+            first = elts[0]
+            shell = isinstance(first, ast.Constant) and first.value in ("sh", "bash")
+            return not shell and all(_is_flag(f) for f in elts[1:i])
+    return False
+
+
 def program_strings(path: str) -> list[int]:
     """Lines that hand the interpreter a program as a string: `[python, "-c", CODE, …]`."""
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    return [node.lineno for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple))
-            and any(isinstance(e, ast.Constant) and e.value == "-c" for e in node.elts)
-            and not any(isinstance(e, ast.Constant) and e.value in ("sh", "bash") for e in node.elts)]
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, (ast.List, ast.Tuple)) and _hands_over_a_program(node.elts)]
 
 
 # --- the checkers catch what they claim to ---------------------------------------------------------
@@ -84,11 +100,13 @@ def test_checkers_find_a_manifest_a_write_beside_the_source_and_a_program_string
         f"{PACKAGE}/bench/common.py": ("import os\nHERE = os.path.dirname(__file__)\nOUT = os.path.join(HERE, 'r')\n"
                                        "def save(x):\n    os.makedirs(OUT)\n    open(os.path.join(OUT, 'a'), 'w')\n"
                                        "    open(os.path.join(HERE, 'b'))\n    open('/tmp/c', 'w')\n"),
-        f"{PACKAGE}/run.py": "import sys\nCMD = [sys.executable, '-c', 'print(1)']\nOK = ['sh', '-c', 'ls']\n",
+        f"{PACKAGE}/run.py": ("import sys\nCMD = [sys.executable, '-c', 'print(1)']\nOK = ['sh', '-c', 'ls']\n"
+                             "UV = ['uv', 'pip', 'install', '-c', 'lock.txt', '.']\n"
+                             "CMD2 = (PY, '-u', '-c', CODE)\n"),
     })
     assert deployment_files(root) == [f"{PACKAGE}/serving/Dockerfile.scann", f"{PACKAGE}/serving/k8s/deployment.yaml"]
     assert writes_beside_source(os.path.join(root, PACKAGE, "bench", "common.py")) == [5, 6]
-    assert program_strings(os.path.join(root, PACKAGE, "run.py")) == [2]
+    assert program_strings(os.path.join(root, PACKAGE, "run.py")) == [2, 5]
 
 
 # --- the project -----------------------------------------------------------------------------------
@@ -103,7 +121,16 @@ def test_no_package_module_writes_beside_its_source():
     assert {m: lines for m, p in files.items() if (lines := writes_beside_source(p))} == {}
 
 
+# Modules whose child programs are still strings, each being turned into a module under tests/children/
+# by its own change; empty this set as they land (an entry that no longer holds a string fails below).
+PENDING = {"tests.e2e.test_multiworker"}
+
+
 def test_no_program_is_kept_in_a_string():
-    """The package and the benchmarks run child processes as modules (`python -m …`)."""
-    files = {m: p for m, p in module_files(ROOT).items() if not m.startswith("tests")}
-    assert {m: lines for m, p in files.items() if (lines := program_strings(p))} == {}
+    """The package, the benchmarks and the tests run child processes as modules (`python -m …`; the
+    tests' children live in tests/children/)."""
+    files = module_files(ROOT)
+    assert PENDING <= set(files), "PENDING names a module that does not exist"
+    found = {m: lines for m, p in files.items() if (lines := program_strings(p))}
+    assert {m: lines for m, lines in found.items() if m not in PENDING} == {}
+    assert {m for m in PENDING if m not in found} == set(), "no longer pending: remove it from PENDING"

@@ -13,14 +13,14 @@ and/or epsilon_distance [[{{node Scann>TensorsToScann}}]]`. The mechanism, read 
   the other rewrites it (`Must specify num_neighbors`, or INTERNAL `SCANN_RET_CHECK` failures), or
   one searches a `scann_` the other has just freed (the process dies with SIGSEGV).
 
-The child process binds K fresh kernels (K new `tf.function`s: new graphs, new kernel instances) to
-one resource name, using the loaded model's own ScaNN variables, and starts their first runs
-staggered across one `Initialize`. Cold, that fails within a few rounds (measured on 2 cores: 8 of 8
-runs died of SIGSEGV after 0–42 rounds; on 16 cores an INTERNAL error at round 14, then SIGSEGV). Once one run has
-initialised the resource — which is what the server's warm-up does for every version before it
-serves, replaying each signature in turn — no kernel initialises it again, and the same stress
-passes. The warm arm goes through the server's own `LoadedModel` + `warm_up` and then targets the
-loaded version's own resource name.
+The child process (tests/children/scann_race.py) binds K fresh kernels (K new `tf.function`s: new
+graphs, new kernel instances) to one resource name, using the loaded model's own ScaNN variables, and
+starts their first runs staggered across one `Initialize`. Cold, that fails within a few rounds
+(measured on 2 cores: 8 of 8 runs died of SIGSEGV after 0–42 rounds; on 16 cores an INTERNAL error at
+round 14, then SIGSEGV). Once one run has initialised the resource — which is what the server's warm-up
+does for every version before it serves, replaying each signature in turn — no kernel initialises it
+again, and the same stress passes. The warm arm goes through the server's own `LoadedModel` + `warm_up`
+and then targets the loaded version's own resource name.
 """
 from __future__ import annotations
 
@@ -34,76 +34,13 @@ import sys
 
 import pytest
 
+from tests.helpers import ROOT
+
 pytestmark = pytest.mark.slow
 
 K = 12  # concurrent first runs per round
 COLD_ROUNDS, WARM_ROUNDS = 300, 120
 N_POSTERS = 20_000  # Initialize takes ~20 ms: long enough for first runs to overlap (at 300: ~1 ms, never seen)
-
-CHILD = r'''
-import json, random, sys, threading, time, uuid
-import tensorflow as tf
-from scann.scann_ops.py import scann_ops
-from poster_similarity.serving.server.model import LoadedModel
-from poster_similarity.serving.server.warmup import warm_up
-
-path, mode, rounds, k = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-model = LoadedModel(path, 1)
-state = model.obj.index._serialized_searcher  # the ScannState the export saved
-if mode == "warm":
-    print(json.dumps({"warm_up_calls": warm_up(model)}), flush=True)
-graph = state.recreate_handle.get_concrete_function().graph.as_graph_def()  # the op may sit in a callee
-resource_name = next(n.attr["shared_name"].s.decode() for n in [*graph.node, *(n for f in graph.library.function
-                                                                             for n in f.node_def)]
-                     if n.op == "Scann>TensorsToScann")
-print(json.dumps({"resource_name": resource_name}), flush=True)
-variables = [state.dataset, state.scann_config, state.serialized_partitioner, state.datapoint_to_token,
-             state.ah_codebook, state.hashed_dataset, state.int8_dataset, state.int8_multipliers, state.dp_norms]
-query = tf.math.l2_normalize(tf.random.stateless_normal([2, 128], seed=[1, 2]), axis=1)
-
-def kernel(name):  # a new graph, so a new TensorsToScann kernel instance, bound to resource `name`
-    @tf.function
-    def first_run():
-        handle = scann_ops.tensors_to_scann(*[v.read_value() for v in variables], shared_name=name)
-        return handle, scann_ops.scann_search_batched(handle, query, 10, -1, -1, False).indices
-    return first_run.get_concrete_function()
-
-def answer(fn):
-    handle, ids = fn()
-    ids = ids.numpy()
-    return handle, "ok" if ids.shape == (2, 10) and ids.min() >= 0 else f"bad answer {ids.tolist()}"
-
-# The op path itself works: one kernel, alone, on a fresh resource.
-handle, sanity = answer(kernel(f"alone_{uuid.uuid4().hex}"))
-tf.raw_ops.DestroyResourceOp(resource=handle)
-print(json.dumps({"alone": sanity}), flush=True)
-
-rng, t0 = random.Random(0), time.monotonic()
-for r in range(rounds):
-    # cold: a resource nobody has initialised; warm: the loaded version's own, warmed up
-    name = resource_name if mode == "warm" else f"race_{uuid.uuid4().hex}"
-    fns = [kernel(name) for _ in range(k)]
-    delays = [rng.uniform(0, 0.03) for _ in range(k)]  # staggered across one Initialize
-    barrier, out, handles = threading.Barrier(k), [None] * k, []
-    def run(i):
-        barrier.wait()
-        time.sleep(delays[i])
-        try:
-            handle, out[i] = answer(fns[i])
-            handles.append(handle)
-        except Exception as e:
-            out[i] = str(getattr(e, "message", e)).strip().splitlines()[0][:200]
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(k)]
-    [t.start() for t in threads]
-    [t.join() for t in threads]
-    failed = [o for o in out if o != "ok"]
-    print(json.dumps({"round": r, "failed": failed, "seconds": round(time.monotonic() - t0, 1)}), flush=True)
-    if failed:
-        break
-    if mode == "cold" and handles:  # free this round's searcher (the warm arm keeps the version's)
-        tf.raw_ops.DestroyResourceOp(resource=handles[0])
-'''
-
 
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
@@ -121,8 +58,8 @@ def stress(path: str, mode: str, rounds: int) -> tuple[int, list[dict]]:
     def no_core_file():  # the cold child is expected to die of SIGSEGV
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
-    proc = subprocess.run([sys.executable, "-c", CHILD, path, mode, str(rounds), str(K)], capture_output=True,
-                          text=True, timeout=900, env=env, preexec_fn=no_core_file)
+    proc = subprocess.run([sys.executable, "-m", "tests.children.scann_race", path, mode, str(rounds), str(K)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env, preexec_fn=no_core_file)
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return proc.returncode, lines
 

@@ -98,16 +98,8 @@ def test_without_a_warm_up_file_every_signature_runs_an_empty_batch(scann_model,
 
 
 def test_reader_needs_no_tfx_in_a_fresh_process(scann_model):
-    code = (
-        "import sys; from poster_similarity.core.scann_ops import register_scann_ops; "
-        "from poster_similarity.serving.server.model import LoadedModel; "
-        "from poster_similarity.serving.server.warmup import warm_up; register_scann_ops(); "
-        f"n = warm_up(LoadedModel({scann_model!r}, 1)); "
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('tfx', 'apache_beam') "
-        "or m.startswith('poster_similarity.pipeline')]; "
-        "print('replayed', n, 'heavy', bad)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+    out = subprocess.run([sys.executable, "-m", "tests.children.warmup_without_tfx", scann_model], cwd=REPO,
+                         capture_output=True, text=True, timeout=300,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "replayed 8 heavy []" in out.stdout

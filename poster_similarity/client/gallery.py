@@ -24,8 +24,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 
-import numpy as np
-
+from poster_similarity.client.checks import UsageError, check_catalogue, check_file, check_server
 from poster_similarity.client.gallery_page import (
     METRICS,
     K,
@@ -130,6 +129,8 @@ def choose_history(catalogue: Sequence[Poster], exclude: Iterable[str] = (), siz
 def ask_server(client, catalogue: Sequence[Poster], images: dict[str, bytes], queries: Sequence[Poster],
                mix: tuple[Poster, Poster] | None, history: Sequence[Poster], k: int = K) -> list[Row]:
     """All rows of the page, answered by the served model."""
+    import numpy as np
+
     rows: list[Row] = []
     if queries:
         answers: list[list[tuple[str, float]]] = []
@@ -206,6 +207,7 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
     line = ""
     if metrics_doc is not None:
         line = ("blessed" if metrics_doc.get("blessed") else "NOT blessed") + f" · version {version or '?'} · " + \
+               "held-out retrieval, relevant = shares a genre: " + \
                " · ".join(f"{label} {fmt_metric(m.get(key))}" for key, label in METRICS if key in m)
     render_contact_sheet(rows, catalogue, images, os.path.join(out_dir, "contact_sheet.png"), line)
     with open(os.path.join(out_dir, "gallery.json"), "w") as f:
@@ -219,8 +221,29 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
     return index
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Argument mistakes, before TensorFlow reads the catalogue (~10 s) or the server is asked.
+
+    Raises:
+        UsageError: one line naming the mistake.
+    """
+    check_server(args.server)
+    if args.queries < 0:
+        raise UsageError(f"--queries must be >= 0, got {args.queries}")
+    check_catalogue(args.catalogue)
+    check_file(getattr(args, "metrics", None), "--metrics")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out}: a file, not a folder")
+
+
 def main(args: argparse.Namespace) -> int:
-    from poster_similarity.client import PosterClient, ServerUnavailable, ServingError
+    """`posters gallery`: 0 written; 1 the server rejected a request; 2 an argument mistake or no server."""
+    try:
+        check_args(args)
+    except UsageError as e:
+        print(f"posters gallery: error: {e}", file=sys.stderr)
+        return 2
+    from poster_similarity.client.poster_client import PosterClient, ServerUnavailable, ServingError
 
     protocol = "grpc" if getattr(args, "grpc", False) else "rest"
     client = PosterClient(args.server, args.model_name, protocol=protocol)
@@ -228,13 +251,13 @@ def main(args: argparse.Namespace) -> int:
         index = build_gallery(client, args.catalogue, args.out, queries=args.queries,
                               metrics_path=getattr(args, "metrics", None), seed=getattr(args, "seed", 0))
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
-        print(f"posters gallery: error: {e}", file=sys.stderr)
+        print(f"posters gallery: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except ServerUnavailable as e:
         print(f"posters gallery: error: {e}", file=sys.stderr)
         return 2
     except ServingError as e:
-        print(f"posters gallery: error: the server rejected a request: {e}", file=sys.stderr)
+        print(f"posters gallery: error: the server rejected a request: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     finally:
         client.close()

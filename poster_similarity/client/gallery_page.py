@@ -18,6 +18,12 @@ K = 10
 THUMB_W, THUMB_H = 96, 144  # contact sheet thumbnails (2:3)
 
 # Metrics shown at the top, in this order: (key in run_summary.json["metrics"], label).
+# METRICS_NOTE says what they measure (docs/evaluation.md): a reader of the page has no other key.
+METRICS_NOTE = ("The pipeline's evaluation of the pushed model on its held-out posters: each poster queries "
+                "the others, and a neighbour counts as relevant when it shares a genre. Recall@k: share of "
+                "queries with a relevant poster in their top k; Precision@k: share of the top k that is "
+                "relevant; MAP@R: ranking quality over all R relevant posters; Index recall@10: the served "
+                "approximate index's top 10 against exact search.")
 METRICS = [
     ("recall@1", "Recall@1"), ("recall@5", "Recall@5"), ("recall@10", "Recall@10"),
     ("precision@1", "Precision@1"), ("precision@5", "Precision@5"), ("precision@10", "Precision@10"),
@@ -108,6 +114,7 @@ h2 { font-size:17px; margin:22px 0 2px; }
 .metric { background:var(--bg); border-radius:8px; padding:8px 10px; }
 .metric .v { font-size:20px; font-weight:700; font-variant-numeric:tabular-nums; }
 .metric .l { color:var(--muted); font-size:12px; }
+.note { font-size:12px; margin:10px 0 0; }
 .legend { display:inline-flex; gap:16px; color:var(--muted); font-size:12px; margin-left:12px; }
 .legend span::before { content:""; display:inline-block; width:10px; height:10px; border-radius:3px;
                        margin-right:5px; vertical-align:-1px; border:2px solid var(--line); }
@@ -237,8 +244,9 @@ def _gate_html(metrics_doc: dict | None, version: str | None) -> str:
     if pushed_v and version and pushed_v != version:
         warn = (f'<p class="kv" style="color:var(--bad)">The metrics are for version {esc(pushed_v)}, '
                 f'the server answers with version {esc(version)}.</p>')
+    note = f'<p class="kv note" data-section="metrics-note">{esc(METRICS_NOTE)}</p>'
     return (f'<div class="panel"><div class="gate">{badge}{"".join(kv)}</div>'
-            f'<div class="metrics" data-section="metrics">{tiles}</div>{_lift_html(metrics_doc)}{warn}</div>')
+            f'<div class="metrics" data-section="metrics">{tiles}</div>{note}{_lift_html(metrics_doc)}{warn}</div>')
 
 
 def _lift_html(metrics_doc: dict) -> str:
@@ -273,8 +281,8 @@ def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[st
         f"<title>Poster similarity — {esc(model_name)}</title>", f"<style>{CSS}</style>",
         f"<script>{CHECK_JS}</script></head><body><main>",
         "<h1>Poster similarity — what the served model answers</h1>",
-        f'<p class="sub">Model <b>{esc(model_name)}</b> at {esc(server)} ({esc(protocol.upper())}), '
-        f"catalogue of {catalogue_size} posters. Scores are the model's similarity scores.</p>",
+        f'<p class="sub">Model <b>{esc(model_name)}</b>, catalogue of {catalogue_size} posters. '
+        "Scores are the model's similarity scores.</p>",
         _gate_html(metrics_doc, version),
     ]
     legend = ('<span class="legend"><span class="lm">shares a genre with the query</span>'
@@ -296,7 +304,11 @@ def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[st
                 "watched titles are excluded).</p>"]
         out += sections["history"]
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    out += [f"<footer>Generated {stamp} by <code>posters gallery</code>. "
+    # The server's address is where the answers came from at generation time only (make demo's server
+    # is gone once the demo ends): named in the footer as provenance, not as somewhere to go.
+    out += [f"<footer>Generated {stamp} by <code>posters gallery</code>, served by <code>{esc(server)}</code> "
+            f"({esc(protocol.upper())}): the server that answered then (a demo's server is temporary and gone "
+            "once the demo ends); this page is static and needs no server. "
             "Contact sheet: <a href=\"contact_sheet.png\">contact_sheet.png</a>, raw answers: "
             "<a href=\"gallery.json\">gallery.json</a>.</footer>", "</main></body></html>"]
     return "\n".join(out) + "\n"

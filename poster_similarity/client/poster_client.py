@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -14,7 +15,24 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 Neighbors = list[list[tuple[str, float]]]
+
+
+class Recommendations(list):
+    """What `PosterClient.recommend` returns: per history `[(movie_id, score), …]`, best first (a
+    plain list, equal to the same rows from `similar`), plus `history_used`.
+
+    `history_used[i]` is how many distinct ids of history i the model used (ids not in its catalogue
+    are ignored). 0 for a non-empty history means none was known and the rows are the model's
+    catalogue-wide fallback, not recommendations for that user: callers should check it.
+    None when the model has no `history_used` output (exported before it existed).
+    """
+
+    def __init__(self, rows: Neighbors = (), history_used: list[int] | None = None):
+        super().__init__(rows)
+        self.history_used = history_used
 
 
 def history_rows(histories: Sequence[Sequence[str]]) -> list[list[bytes]]:
@@ -159,8 +177,11 @@ class PosterClient:
         out = self.predict("neighbors", {"embedding": emb})
         return _pairs(out["movie_ids"], out["scores"], k)
 
-    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Neighbors:
+    def recommend(self, histories: Sequence[Sequence[str]], k: int | None = None) -> Recommendations:
         """Recommendations from watch histories (signature `recommend`); watched ids never come back.
+
+        A history none of whose ids is in the served catalogue still gets an answer (the catalogue
+        centroid's neighbours), so the count of ids used is returned and a warning logged for it.
 
         Args:
             histories: per user, the movie ids watched (most recent last); led and padded with "" by
@@ -168,10 +189,17 @@ class PosterClient:
             k: keep the first k recommendations.
 
         Returns:
-            Per history, `[(movie_id, score), …]`, best first.
+            Per history, `[(movie_id, score), …]`, best first, with `.history_used` (see
+            `Recommendations`).
         """
         out = self.predict("recommend", {"history": history_rows(histories)})
-        return _pairs(out["movie_ids"], out["scores"], k)
+        used = out.get("history_used")
+        counts = [int(round(float(u))) for u in np.asarray(used).reshape(-1)] if used is not None else None
+        for history, n in zip(histories, counts or [], strict=False):
+            if n == 0 and any(str(x) for x in history):
+                log.warning("recommend: none of the ids %s is in the served catalogue; the answer is the "
+                            "catalogue-wide fallback", list(history)[:5])
+        return Recommendations(_pairs(out["movie_ids"], out["scores"], k), counts)
 
     def status(self) -> dict:
         """The model's version status, in TF Serving's REST JSON shape (over gRPC too)."""

@@ -1,16 +1,23 @@
 """`posters query`: similar posters per image, a style mix (--mix) or recommendations (--history),
-printed with titles and genres when `--catalogue` names the TFRecords."""
+printed with titles and genres when `--catalogue` names the TFRecords.
+
+Exit status: 0 answered; 1 the server rejected the request; 2 a mistake in the arguments (checked
+before anything is sent: `-k` < 1, a missing file or one that is not a JPEG/PNG/GIF/BMP image, a
+catalogue glob matching nothing, an address without a port) or no server answers;
+3 (`EXIT_HISTORY_UNKNOWN`) none of the `--history` ids is in the served catalogue: the rows printed
+are the model's catalogue-wide fallback, not recommendations for that history (a warning says so).
+"""
 from __future__ import annotations
 
 import argparse
-import glob as globlib
-import os
+import logging
 import sys
 from collections.abc import Iterable
 
-import numpy as np
+from poster_similarity.client.checks import UsageError, check_catalogue, check_k, check_server, read_images
 
-from poster_similarity.client import PosterClient, ServerUnavailable, ServingError
+PROG = "posters query"
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_HISTORY_UNKNOWN = 0, 1, 2, 3
 
 
 def load_catalogue(pattern: str) -> dict[str, tuple[str, list[str]]]:
@@ -23,12 +30,11 @@ def load_catalogue(pattern: str) -> dict[str, tuple[str, list[str]]]:
         movie_id → (title, genres).
 
     Raises:
-        FileNotFoundError: no file matches `pattern`.
+        UsageError: no file matches `pattern`.
     """
     from poster_similarity.core import tfrecords
 
-    if not globlib.glob(pattern):
-        raise FileNotFoundError(f"--catalogue {pattern!r} matches no files")
+    check_catalogue(pattern)
     return {ex["movie_id"]: (ex["title"], ex["genres"]) for ex in tfrecords.read_examples(pattern) if ex["movie_id"]}
 
 
@@ -44,54 +50,95 @@ def format_results(header: str, rows: Iterable[tuple[str, float]],
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
-    """`posters query`: neighbours per image, a style mix (--mix), or recommendations (--history)."""
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[bytes], list[str]]:
+    """Every argument mistake, before the server is asked or TensorFlow imported.
+
+    Returns:
+        The images' bytes and the watch history.
+
+    Raises:
+        UsageError: one line naming the mistake.
+    """
     images: list[str] = list(args.images or [])
-    history: list[str] = list(getattr(args, "history", None) or [])
+    history = [h for h in (getattr(args, "history", None) or []) if h]
     if not images and not history:
-        print("error: give poster image files and/or --history MOVIE_ID ...", file=sys.stderr)
-        return 2
-    if args.mix and len(images) < 1:
-        print("error: --mix needs image files", file=sys.stderr)
-        return 2
-    blobs = []
-    for path in images:
-        if not os.path.isfile(path):
-            print(f"error: image file not found: {path}", file=sys.stderr)
-            return 2
-        with open(path, "rb") as f:
-            blobs.append(f.read())
-    catalogue = None
-    if getattr(args, "catalogue", None):
-        try:
-            catalogue = load_catalogue(args.catalogue)
-        except (FileNotFoundError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        raise UsageError("give poster image files and/or --history MOVIE_ID ...")
+    if args.mix and not images:
+        raise UsageError("--mix needs image files")
+    check_k(args.k)
+    check_server(args.server)
+    check_catalogue(getattr(args, "catalogue", None))
+    return read_images(images), history
+
+
+def _history_status(history: list[str], used: list[int] | None) -> tuple[str, int]:
+    """The heading's note and the exit status for a recommendation, from the model's `history_used`."""
+    if not used:
+        return "", EXIT_OK
+    n, known = len(set(history)), used[0]
+    if known == 0:
+        _warn(f"none of the {n} --history id(s) is in the served catalogue; the rows below are the "
+              f"model's catalogue-wide fallback, not recommendations (exit {EXIT_HISTORY_UNKNOWN})")
+        return " (no id known: catalogue-wide fallback)", EXIT_HISTORY_UNKNOWN
+    if known < n:
+        _warn(f"the model used {known} of the {n} --history ids (ids not in its catalogue, or beyond its "
+              "history window, are ignored)")
+    return "", EXIT_OK
+
+
+def ask(client, args: argparse.Namespace, blobs: list[bytes], history: list[str]) -> tuple[list[tuple[str, list]], int]:
+    """The server's answers as (heading, rows) blocks, and the exit status they call for."""
+    import numpy as np
+
+    k, blocks, status = args.k, [], EXIT_OK
+    if blobs and args.mix:
+        emb = client.embed(blobs)
+        mean = emb.mean(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        blocks.append((f"style mix of {len(blobs)} images", client.neighbors(mean, k)[0]))
+    elif blobs:
+        blocks += list(zip(args.images, client.similar(blobs, k), strict=True))
+    if history:
+        recs = client.recommend([history], k)
+        note, status = _history_status(history, recs.history_used)
+        blocks.append((f"recommendations after {' '.join(history)}{note}", recs[0]))
+    longest = max((len(rows) for _, rows in blocks), default=0)
+    if blocks and longest < k:
+        _warn(f"-k {k}: the served model returned at most {longest} results per query")
+    return blocks, status
+
+
+def main(args: argparse.Namespace) -> int:
+    """`posters query`: neighbours per image, a style mix (--mix), or recommendations (--history).
+
+    Returns:
+        The exit status (module docstring).
+    """
+    try:
+        blobs, history = check_args(args)
+    except UsageError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    from poster_similarity.client.poster_client import PosterClient, ServerUnavailable, ServingError
+
     client = PosterClient(args.server, getattr(args, "model_name", "posters"),
                           protocol="grpc" if args.grpc else "rest")
-    k = args.k
-    blocks = []
+    # This command prints its own one-line warning for an unknown history: keep the client's log quiet.
+    logging.getLogger("poster_similarity.client.poster_client").addHandler(logging.NullHandler())
     try:
-        if blobs and args.mix:
-            emb = client.embed(blobs)
-            mean = emb.mean(axis=0)
-            mean /= max(float(np.linalg.norm(mean)), 1e-12)
-            rows = client.neighbors(mean, k)[0]
-            blocks.append(format_results(f"style mix of {len(blobs)} images", rows, catalogue))
-        elif blobs:
-            for path, rows in zip(images, client.similar(blobs, k), strict=True):
-                blocks.append(format_results(path, rows, catalogue))
-        if history:
-            rows = client.recommend([history], k)[0]
-            blocks.append(format_results(f"recommendations after {' '.join(history)}", rows, catalogue))
+        blocks, status = ask(client, args, blobs, history)
     except ServerUnavailable as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except ServingError as e:
-        print(f"error: the server rejected the request: {e}", file=sys.stderr)
-        return 1
+        print(f"{PROG}: error: the server rejected the request: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_REJECTED
     finally:
         client.close()
-    print("\n\n".join(blocks))
-    return 0
+    catalogue = load_catalogue(args.catalogue) if getattr(args, "catalogue", None) else None
+    print("\n\n".join(format_results(header, rows, catalogue) for header, rows in blocks))
+    return status

@@ -55,7 +55,8 @@ class GateConfig:
 
 @dataclass
 class DistributedConfig:
-    """Where the Trainer runs (poster_similarity/components/distributed.py, poster_similarity/pipeline/cluster.py).
+    """Where the Trainer runs (poster_similarity/components/distributed.py,
+    poster_similarity/pipeline/trainer_switch.py, poster_similarity/pipeline/cluster_specs.py).
 
     `local`: in the pipeline's own process (LocalDagRunner, or the Kubeflow step's pod).
     `vertex`: TFX's Vertex AI Trainer extension starts a CustomJob with `replica_count` replicas of
@@ -165,17 +166,25 @@ class PipelineConfig:
 
 
 class ConfigError(ValueError):
-    """A config file or override names an unknown field or has the wrong type."""
+    """A config file or override names an unknown field, has the wrong type or an impossible value.
+
+    The message is one line naming the field (or file) at fault: `posters run` prints it as
+    `posters run: error: <message>` and exits 2, before any TensorFlow/TFX import.
+    """
 
 
 def _build(cls, d: dict[str, Any], prefix: str):
     if not isinstance(d, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {type(d).__name__}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:
-        raise ConfigError(f"unknown config field(s): {', '.join(prefix + u for u in unknown)}")
+        import difflib
+
+        near = difflib.get_close_matches(str(unknown[0]), sorted(names), n=1)
+        hint = f" (did you mean {prefix}{near[0]}?)" if near else ""
+        raise ConfigError(f"unknown config field(s): {', '.join(prefix + str(u) for u in unknown)}{hint}")
     kwargs = {}
     for name, value in d.items():
         typ = hints[name]
@@ -207,38 +216,129 @@ def _check(typ, value, name):
     return value
 
 
-def _parse_value(text: str) -> Any:
+def _one_line(text: str) -> str:
+    """YAML's parse errors span several lines (a caret under the offending column): keep one."""
+    return " ".join(str(text).split())
+
+
+def _parse_value(key: str, text: str) -> Any:
     """`--set` values are YAML scalars/lists: `3`, `0.1`, `none`, `[[0, -1]]`, `small_cnn`."""
     import yaml
 
-    v = yaml.safe_load(text)
+    try:
+        v = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key}={text!r}: not a YAML value ({_one_line(e)})") from None
     return None if isinstance(v, str) and v.lower() in ("null", "~") else v
 
 
-def load_config(path: str | None = None, overrides: list[str] | None = None, **fields: Any) -> PipelineConfig:
-    """Defaults ← file (YAML or JSON) ← `key=value` overrides (dotted keys for nested) ← kwargs."""
-    d: dict[str, Any] = {}
-    if path:
-        import yaml
+def _read_file(path: str) -> dict[str, Any]:
+    """The config file's mapping; every way it can be unusable is one `ConfigError` line."""
+    import yaml
 
-        if not os.path.exists(path):
-            raise ConfigError(f"config file not found: {path}")
-        with open(path) as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at top level")
-        d.update(loaded)
+    if not os.path.exists(path):
+        raise ConfigError(f"config file not found: {path}")
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a folder")
+    try:
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {_one_line(e)}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML/JSON: {_one_line(e)}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path}: expected a mapping at top level, got {type(loaded).__name__}")
+    return loaded
+
+
+def _apply_override(d: dict[str, Any], item: str) -> None:
+    """`a.b=value` into the nested mapping `d`; a KEY without `=` or a path through a value is an error."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r}: expected KEY=VALUE (e.g. batch_size=16, index.kind=brute_force)")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r}: empty key")
+    node = d
+    *parents, leaf = key.split(".")
+    for i, p in enumerate(parents):
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {'.'.join(parents[:i + 1])} is not a section")
+    node[leaf] = _parse_value(key, text)
+
+
+def load_config(path: str | None = None, overrides: list[str] | None = None, **fields: Any) -> PipelineConfig:
+    """Defaults ← file (YAML or JSON) ← `key=value` overrides (dotted keys for nested) ← kwargs.
+
+    Raises:
+        ConfigError: (one line) a missing/unreadable/unparsable file, a malformed override, an
+            unknown field or a value of the wrong type. Values are range-checked by `check_config`.
+    """
+    d: dict[str, Any] = dict(_read_file(path)) if path else {}
     for item in overrides or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE")
-        key, text = item.split("=", 1)
-        node = d
-        *parents, leaf = key.strip().split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = _parse_value(text)
+        _apply_override(d, item)
     d.update({k: v for k, v in fields.items() if v is not None})
     return PipelineConfig.from_dict(d)
+
+
+# Values a run cannot start with, checked before anything heavy is imported. Choices mirror the code
+# that reads them (components/model.py BACKBONES, components/export.py, pipeline/trainer_switch.py,
+# components/dataset.py); tests/test_config.py keeps BACKBONES in step.
+BACKBONES = ("nasnet_large", "nasnet_mobile", "efficientnet_v2_b0", "mobilenet_v3_small", "resnet50",
+             "efficientnet_lite0", "small_cnn")
+CHOICES = {
+    "backbone": BACKBONES,
+    "label_strategy": ("primary", "combo"),
+    "beam_direct_running_mode": ("in_memory", "multi_threading", "multi_processing"),
+    "index.kind": ("scann", "brute_force"),
+    "distributed.trainer_backend": ("local", "vertex"),
+}
+AT_LEAST = {  # field → smallest allowed value (None values are "derive it" and always allowed)
+    "eval_buckets": 1, "train_buckets": 1, "embedding_dim": 1, "batch_size": 1, "batch_p": 1, "batch_k": 1,
+    "phase1_epochs": 0, "phase2_epochs": 0, "phase2_steps_per_epoch": 1, "beam_direct_num_workers": 1,
+    "index.k": 1, "index.num_leaves": 1, "index.num_leaves_to_search": 1, "index.dimensions_per_block": 1,
+    "index.training_iterations": 1, "index.num_reordering_candidates": 1, "distributed.replica_count": 1,
+    "distributed.accelerator_count": 0,
+}
+POSITIVE = ("phase1_lr", "phase1_finetune_lr", "phase2_lr", "triplet_margin", "index.recall_target")
+
+
+def _get(cfg: PipelineConfig, dotted: str) -> Any:
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def check_config(cfg: PipelineConfig) -> None:
+    """Reject values a pipeline run would only trip over minutes later (in Transform or the Trainer).
+
+    Types are checked by `load_config`; this checks choices and ranges, and that a weights file exists.
+
+    Raises:
+        ConfigError: one line naming the first field at fault and what it accepts.
+    """
+    for name, allowed in CHOICES.items():
+        if _get(cfg, name) not in allowed:
+            raise ConfigError(f"{name}: {_get(cfg, name)!r} is not one of {', '.join(allowed)}")
+    for name, low in AT_LEAST.items():
+        value = _get(cfg, name)
+        if value is not None and value < low:
+            raise ConfigError(f"{name}: must be >= {low}, got {value!r}")
+    for name in POSITIVE:
+        value = _get(cfg, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name}: must be > 0, got {value!r}")
+    if not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"dropout: must be in [0, 1), got {cfg.dropout!r}")
+    if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) < 1):
+        raise ConfigError(f"image_size: expected [H, W] of positive ints, got {cfg.image_size!r}")
+    if cfg.weights not in ("imagenet", "none", "") and not os.path.isfile(cfg.weights):
+        raise ConfigError(f"weights: {cfg.weights!r} is neither imagenet, none nor an existing weights file")
 
 
 def load_config_from_env(default_path: str | None = None, **fields: Any) -> PipelineConfig:

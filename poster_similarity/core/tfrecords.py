@@ -7,6 +7,11 @@ tests/tools that need to look inside them. TensorFlow is imported lazily inside 
 Contract (docs/data.md): `movie_id` bytes (required, unique), `image` bytes (JPEG/PNG, RGB
 after decode), `genres` bytes list (>= 1), `title` bytes, `year` int64. All five features are
 always written (title "" / year 0 when unknown) so SchemaGen infers one consistent schema.
+
+Optional attributes for the served model's business rules (`components.retrieval_rules`), written
+only when a poster has them, so a catalogue without them keeps exactly the five-feature schema:
+`tags` bytes list (open-ended strings such as `rating:R`, `region:DE`), `group` bytes (crowding
+key: franchise/series id) and `duplicate_group` bytes (the near-duplicate set a poster belongs to).
 """
 from __future__ import annotations
 
@@ -19,6 +24,11 @@ FEATURE_IMAGE = "image"
 FEATURE_GENRES = "genres"
 FEATURE_TITLE = "title"
 FEATURE_YEAR = "year"
+FEATURE_TAGS = "tags"
+FEATURE_GROUP = "group"
+FEATURE_DUPLICATE_GROUP = "duplicate_group"
+# The optional rule attributes: written only when a poster has them (module docstring).
+OPTIONAL_FEATURES = (FEATURE_TAGS, FEATURE_GROUP, FEATURE_DUPLICATE_GROUP)
 
 # Largest poster accepted anywhere (import, Transform, serving): width × height from the image
 # header, checked before decoding. 4096 × 4096: a decoded RGB image of this size is 48 MiB (192 MiB
@@ -43,6 +53,11 @@ def split_genres(value: str | None) -> list[str]:
     return out
 
 
+def split_tags(value: str | None) -> list[str]:
+    """CSV `tags` cell → tags: the same separator and clean-up as genres (`split_genres`)."""
+    return split_genres(value)
+
+
 def join_genres(genres: Iterable[str]) -> str:
     return GENRE_SEPARATOR.join(genres)
 
@@ -52,8 +67,10 @@ def _b(value: str | bytes) -> bytes:
 
 
 def make_example(movie_id: str | bytes, image_bytes: bytes, genres: Iterable[str | bytes],
-                 title: str | bytes = "", year: int | None = 0) -> Any:
-    """Build a contract `tf.train.Example`; raises ValueError when a required feature is empty."""
+                 title: str | bytes = "", year: int | None = 0, tags: Iterable[str | bytes] = (),
+                 group: str | bytes = "", duplicate_group: str | bytes = "") -> Any:
+    """Build a contract `tf.train.Example`; raises ValueError when a required feature is empty.
+    The optional attributes are written only when non-empty (module docstring)."""
     import tensorflow as tf
 
     movie_id_b = _b(movie_id)
@@ -68,13 +85,20 @@ def make_example(movie_id: str | bytes, image_bytes: bytes, genres: Iterable[str
     def bytes_feature(values: list[bytes]) -> Any:
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
 
-    return tf.train.Example(features=tf.train.Features(feature={
+    feature = {
         FEATURE_MOVIE_ID: bytes_feature([movie_id_b]),
         FEATURE_IMAGE: bytes_feature([bytes(image_bytes)]),
         FEATURE_GENRES: bytes_feature(genres_b),
         FEATURE_TITLE: bytes_feature([_b(title or "")]),
         FEATURE_YEAR: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(year or 0)])),
-    }))
+    }
+    tags_b = list(dict.fromkeys(_b(t) for t in tags if t))  # a set, in first-seen order
+    if tags_b:
+        feature[FEATURE_TAGS] = bytes_feature(tags_b)
+    for name, value in ((FEATURE_GROUP, group), (FEATURE_DUPLICATE_GROUP, duplicate_group)):
+        if value:
+            feature[name] = bytes_feature([_b(value)])
+    return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def shard_name(prefix: str, index: int, count: int, gzip: bool) -> str:
@@ -128,7 +152,8 @@ def write_sharded(examples_iter: Iterable[Any], out_dir: str, shards: int = 4, g
 
 def parse_example(serialized: bytes) -> dict[str, Any]:
     """Serialized contract Example → `{"movie_id": str, "image": bytes, "genres": [str], "title": str,
-    "year": int}` (text decoded as UTF-8; a missing optional feature reads as "" / 0)."""
+    "year": int, "tags": [str], "group": str, "duplicate_group": str}` (text decoded as UTF-8; a
+    missing optional feature reads as "" / 0 / [])."""
     import tensorflow as tf
 
     feats = tf.train.Example.FromString(serialized).features.feature
@@ -144,6 +169,9 @@ def parse_example(serialized: bytes) -> dict[str, Any]:
         FEATURE_GENRES: texts(FEATURE_GENRES),
         FEATURE_TITLE: (texts(FEATURE_TITLE) or [""])[0],
         FEATURE_YEAR: int(ints[0]) if ints else 0,
+        FEATURE_TAGS: texts(FEATURE_TAGS),
+        FEATURE_GROUP: (texts(FEATURE_GROUP) or [""])[0],
+        FEATURE_DUPLICATE_GROUP: (texts(FEATURE_DUPLICATE_GROUP) or [""])[0],
     }
 
 

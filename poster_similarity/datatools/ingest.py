@@ -16,11 +16,17 @@ And `--folders DIR`, the image-dataset layout `DIR/<Genre>/<movie_id>.jpg` (`fol
 
 The output folder is built beside `--out` (`<out>.tmp-<pid>`) and renamed into place at the end,
 so an interrupted import never leaves a half dataset.
+
+Two passes: every row is checked (and each accepted poster fingerprinted, `near_duplicates.py`)
+before anything is written, because whether a poster is a placeholder (one image shared by more
+than `placeholder_min_ids` movie ids) is only known once all are seen. Only fingerprints are held
+in between; the write pass reads the files again (and stops if one changed meanwhile).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import os
@@ -36,13 +42,14 @@ from typing import Any
 
 from poster_similarity.core import tfrecords as tfr
 from poster_similarity.datatools import folder_layout
+from poster_similarity.datatools import near_duplicates as nd
 from poster_similarity.datatools.image_checks import Rejected, check_image
 from poster_similarity.datatools.interrupts import ctrl_c_remembered
 
 REPORT_NAME = "report.json"
 PRODUCER = "posters import"
 REASONS = ("missing_movie_id", "missing_file", "empty_file", "undecodable", "truncated", "no_genres",
-           "duplicate_movie_id", "too_small", "too_large")
+           "duplicate_movie_id", "too_small", "too_large", "placeholder_image")
 _KAGGLE_EXTS = (".jpg", ".jpeg", ".png")
 _YEAR_IN_TITLE = re.compile(r"^(.*?)\s*\((\d{4})\)\s*$")
 
@@ -60,6 +67,8 @@ class Row:
     genres: list[str]
     image_path: Path | None  # None: the row names no poster file
     file: str = ""  # folder layout: the image file relative to DIR (report.json names it instead of a line)
+    tags: list[str] = field(default_factory=list)  # optional CSV column `tags` ("|"-separated), rule attributes
+    group: str = ""  # optional CSV column `group`: crowding key (franchise/series id)
 
 
 @dataclass
@@ -153,7 +162,8 @@ def read_rows(csv_path: Path, images_dir: Path) -> tuple[str, str, list[Row]]:
             poster = get(rec, "poster")
             image_path = (images_dir / poster) if poster else None
             genres = tfr.split_genres(get(rec, "genres"))
-        rows.append(Row(line, movie_id, title, year, genres, image_path))
+        rows.append(Row(line, movie_id, title, year, genres, image_path,
+                        tags=tfr.split_tags(get(rec, "tags")), group=get(rec, "group")))
     return layout, encoding, rows
 
 
@@ -248,10 +258,22 @@ def _check_row(row: Row, seen: set[str], min_size: int, max_pixels: int) -> tupl
     return check_image(row.image_path, min_size, max_pixels)
 
 
-def _examples(rows: list[Row], tally: _Tally, min_size: int, max_pixels: int, interrupted: Any,
-              progress: bool | None) -> Iterator[Any]:
+@dataclass
+class _Accepted:
+    """A row that passed the checks, between the check pass and the write pass: the bytes only
+    when converted (else the file is read again), and the file's SHA-256 to notice a change."""
+    row: Row
+    info: dict[str, Any]
+    data: bytes | None
+    sha256: str
+
+
+def _check_all(rows: list[Row], tally: _Tally, index: nd.NearDuplicateIndex, min_size: int, max_pixels: int,
+               interrupted: Any, progress: bool | None) -> list[_Accepted]:
+    """Pass 1: check every row (rejections go to the tally) and fingerprint the accepted posters."""
     from tqdm import tqdm
 
+    accepted = []
     for row in tqdm(rows, desc="import", unit="poster", disable=(not progress) if progress is not None else None):
         if interrupted.is_set():
             raise KeyboardInterrupt
@@ -260,11 +282,43 @@ def _examples(rows: list[Row], tally: _Tally, min_size: int, max_pixels: int, in
         except Rejected as r:
             tally.reject(row, r)
             continue
-        tally.accept(row, info)
-        yield tfr.make_example(row.movie_id, data, row.genres, row.title, row.year)
+        tally.seen.add(row.movie_id)
+        index.add(row.movie_id, data)
+        converted = "converted" in info
+        accepted.append(_Accepted(row, info, data if converted else None,
+                                  "" if converted else hashlib.sha256(data).hexdigest()))
+    return accepted
 
 
-def _report(source: Source, tally: _Tally, paths: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+def _reread(a: _Accepted) -> bytes:
+    """The write pass's copy of a file stored as is; it must be the file that was checked."""
+    try:
+        data = a.row.image_path.read_bytes() if a.row.image_path is not None else b""
+    except OSError as e:
+        raise IngestError(f"{a.row.image_path} could not be read again while importing: {e}") from None
+    if hashlib.sha256(data).hexdigest() != a.sha256:
+        raise IngestError(f"{a.row.image_path} changed while importing; run the import again")
+    return data
+
+
+def _examples(accepted: list[_Accepted], tally: _Tally, placeholders: dict[str, Rejected], interrupted: Any
+              ) -> Iterator[Any]:
+    """Pass 2: the tf.Examples to write; placeholder posters (`placeholders`: id → rejection) are
+    rejected here, after every row was checked."""
+    for a in accepted:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        if a.row.movie_id in placeholders:
+            tally.reject(a.row, placeholders[a.row.movie_id])
+            continue
+        data = a.data if a.data is not None else _reread(a)
+        tally.accept(a.row, a.info)
+        yield tfr.make_example(a.row.movie_id, data, a.row.genres, a.row.title, a.row.year,
+                               tags=a.row.tags, group=a.row.group)
+
+
+def _report(source: Source, tally: _Tally, paths: list[str], settings: dict[str, Any],
+            duplicates: dict[str, Any]) -> dict[str, Any]:
     total_rejected = sum(tally.rejected.values())
     if len(source.rows) != tally.written + total_rejected:  # not `assert`: must hold under `python -O` too
         raise RuntimeError(f"bookkeeping error: read {len(source.rows)} != written {tally.written} + rejected "
@@ -281,21 +335,28 @@ def _report(source: Source, tally: _Tally, paths: list[str], settings: dict[str,
         "genres": dict(sorted(tally.genres.items(), key=lambda kv: (-kv[1], kv[0]))),
         "converted": dict(tally.converted),
         "shards": [os.path.basename(p) for p in paths],
+        **duplicates,
         **settings,
     }
 
 
 def import_source(read: Callable[[], Source], out_dir: str | os.PathLike, shards: int = 4, gzip: bool = False,
-                  min_size: int = 32, progress: bool | None = None, max_pixels: int = tfr.MAX_IMAGE_PIXELS
+                  min_size: int = 32, progress: bool | None = None, max_pixels: int = tfr.MAX_IMAGE_PIXELS,
+                  placeholder_min_ids: int = nd.PLACEHOLDER_MIN_IDS, keep_placeholders: bool = False
                   ) -> dict[str, Any]:
     """Check the options and `out_dir`, call `read()` for the rows, then check, convert and write them
     (sharded TFRecords + report.json, published atomically); returns the report.
 
-    Raises IngestError for problems with the whole import. `progress=None` shows tqdm only on a TTY.
+    Posters sharing an artwork are reported (`near_duplicates`); an artwork shared by more than
+    `placeholder_min_ids` movie ids is a placeholder, rejected (`placeholder_image`) unless
+    `keep_placeholders`. Raises IngestError for problems with the whole import. `progress=None`
+    shows tqdm only on a TTY.
     """
     out = Path(out_dir).absolute()
     if shards < 1:
         raise IngestError("--shards must be >= 1")
+    if placeholder_min_ids < 1:
+        raise IngestError("--placeholder-min-ids must be >= 1")
     _check_out(out)
     source = read()
     t0 = time.perf_counter()
@@ -307,10 +368,16 @@ def import_source(read: Callable[[], Source], out_dir: str | os.PathLike, shards
     with ctrl_c_remembered() as interrupted:
         tmp.mkdir()
         try:
-            examples = _examples(source.rows, tally, min_size, max_pixels, interrupted, progress)
-            paths = tfr.write_sharded(examples, str(tmp), shards=shards, gzip=gzip)
-            report = _report(source, tally, paths, {"gzip": gzip, "min_size": min_size, "max_pixels": max_pixels,
-                                                    "seconds": round(time.perf_counter() - t0, 2)})
+            index = nd.NearDuplicateIndex(max_pixels=max_pixels)
+            accepted = _check_all(source.rows, tally, index, min_size, max_pixels, interrupted, progress)
+            duplicates, why = nd.import_report(index.find(), placeholder_min_ids, keep_placeholders)
+            placeholders = {m: Rejected("placeholder_image", w) for m, w in why.items()}
+            paths = tfr.write_sharded(_examples(accepted, tally, placeholders, interrupted), str(tmp), shards=shards,
+                                      gzip=gzip)
+            settings = {"gzip": gzip, "min_size": min_size, "max_pixels": max_pixels,
+                        "placeholder_min_ids": placeholder_min_ids, "keep_placeholders": keep_placeholders,
+                        "seconds": round(time.perf_counter() - t0, 2)}
+            report = _report(source, tally, paths, settings, duplicates)
             (tmp / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
             _check_out(out)  # someone may have written there meanwhile
             if interrupted.is_set():  # a Ctrl-C whose KeyboardInterrupt library code swallowed
@@ -358,13 +425,17 @@ def _summary(report: dict[str, Any], out: str) -> str:
         what = f"{report['read']} posters from {report['files']} image files"
     else:
         what = f"{report['read']} rows"
+    kept = " (kept)" if report.get("keep_placeholders") else ""
     return (f"read {what} ({report['layout']} layout), wrote {report['written']} posters in "
             f"{len(report['shards'])} shard(s) to {out}, rejected {report['rejected_total']} ({reasons}); "
-            f"details in {os.path.join(out, REPORT_NAME)}")
+            f"{len(report['near_duplicates'])} near-duplicate group(s), {len(report['placeholders'])} "
+            f"placeholder(s){kept}; details in {os.path.join(out, REPORT_NAME)}")
 
 
 def main(args: argparse.Namespace) -> int:
-    options = {"shards": args.shards, "gzip": args.gzip, "min_size": args.min_size, "max_pixels": args.max_pixels}
+    options = {"shards": args.shards, "gzip": args.gzip, "min_size": args.min_size, "max_pixels": args.max_pixels,
+               "placeholder_min_ids": getattr(args, "placeholder_min_ids", nd.PLACEHOLDER_MIN_IDS),
+               "keep_placeholders": getattr(args, "keep_placeholders", False)}
     folders, images = getattr(args, "folders", None), getattr(args, "images", None)
     try:
         if folders is not None:

@@ -115,7 +115,18 @@ def gate(candidate: dict, baseline: dict | None, g: GateConfig) -> list[dict]:
     return checks
 
 
+def _check_saved_model(flag: str, path: str) -> None:
+    """Fail in well under a second on a wrong path, before TensorFlow is imported (~10 s)."""
+    if not os.path.isdir(path):
+        raise BadInput(f"{flag} {path}: no such folder")
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        raise BadInput(f"no SavedModel at {path} (expected {path}/saved_model.pb)")
+
+
 def run(model: str, examples: str, baseline: str | None = None, thresholds: str | None = None) -> dict:
+    _check_saved_model("--model", model)
+    if baseline:
+        _check_saved_model("--baseline", baseline)
     g = load_thresholds(thresholds)
     files = sorted(glob.glob(examples))
     if not files:
@@ -133,7 +144,7 @@ def main(args) -> int:
         report = run(args.model, args.examples, args.baseline, args.thresholds)
     except BadInput as e:
         print(json.dumps({"passed": False, "error": str(e)}))
-        print(f"error: {e}", file=sys.stderr)
+        print(f"posters validate: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(json.dumps(report, indent=2))
     return EXIT_PASS if report["passed"] else EXIT_FAIL

@@ -231,8 +231,7 @@ def test_gate_blocks_a_worse_model_and_brute_force_variant_needs_no_custom_ops(t
                     key=os.path.getmtime)
     serving = os.path.join(model_uri, "Format-Serving")
     assert b"Scann" not in open(os.path.join(serving, "saved_model.pb"), "rb").read()
-    code = ("import sys, tensorflow as tf; m = tf.saved_model.load(sys.argv[1]); "
-            "print(m.signatures['neighbors'](embedding=tf.ones([1, 128]))['movie_ids'].shape)")
-    proc = subprocess.run([PY, "-c", code, serving], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([PY, "-m", "tests.children.neighbors_shape", serving], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0 and "[1, 10]" in proc.stdout.replace(" ", "").replace("(", "[").replace(")", "]") \
         or "(1, 10)" in proc.stdout, proc.stderr[-2000:]

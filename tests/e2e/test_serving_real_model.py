@@ -111,29 +111,6 @@ def test_load_with_a_new_version_pushed_midway(trained_model, served):
     assert versions == {"2"}, status
 
 
-REPLAY = r'''
-import json, sys
-import numpy as np
-import tensorflow as tf
-import scann  # noqa: F401  (registers the Scann>* ops, as TF Serving's ScaNN build links them)
-from tensorflow_serving.apis import prediction_log_pb2
-
-path = sys.argv[1]
-model = tf.saved_model.load(path)
-out = []
-for rec in tf.data.TFRecordDataset(path + "/assets.extra/tf_serving_warmup_requests"):
-    req = prediction_log_pb2.PredictionLog.FromString(rec.numpy()).predict_log.request
-    inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in req.inputs.items()}
-    res = model.signatures[req.model_spec.signature_name](**inputs)
-    row = {"signature": req.model_spec.signature_name,
-           "batch": int(next(iter(inputs.values())).shape[0 if req.model_spec.signature_name != "recommend" else 1])}
-    if "scores" in res:
-        row["top_score"] = float(np.min(res["scores"].numpy()[:, 0]))
-    out.append(row)
-print(json.dumps({"replayed": out, "tfx_imported": any(m.startswith("tfx") for m in sys.modules)}))
-'''
-
-
 def test_fresh_process_replays_the_warmup_file(trained_model):
     """The export ships TF Serving's warm-up file; a process with only TensorFlow + ScaNN (no TFX,
     which would register the ScaNN ops as a side effect) loads the model and replays every request.
@@ -143,8 +120,10 @@ def test_fresh_process_replays_the_warmup_file(trained_model):
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-c", REPLAY, trained_model["model_dir"]],
-                          capture_output=True, text=True, timeout=300)
+    from tests.helpers import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "tests.children.replay_warmup", trained_model["model_dir"]],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tfx_imported"] is False

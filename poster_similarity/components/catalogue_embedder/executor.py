@@ -5,6 +5,10 @@
 
 The check decodes each image with the same TensorFlow ops and pixel limit as the Transform graph,
 so a poster that passes it cannot fail inside RunInference and take its whole batch down with it.
+
+Each embedding example also carries the poster's rule attributes (`ATTRIBUTE_FEATURES`: genres,
+year and, when the catalogue has them, tags, group, duplicate_group) through the RunInference key,
+so the IndexBuilder can put them into the served model without reading the raw catalogue again.
 """
 from __future__ import annotations
 
@@ -20,14 +24,26 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from poster_similarity.core.tfrecords import FEATURE_IMAGE, FEATURE_MOVIE_ID, FEATURE_TITLE
+from poster_similarity.core.tfrecords import (
+    FEATURE_DUPLICATE_GROUP,
+    FEATURE_GENRES,
+    FEATURE_GROUP,
+    FEATURE_IMAGE,
+    FEATURE_MOVIE_ID,
+    FEATURE_TAGS,
+    FEATURE_TITLE,
+    FEATURE_YEAR,
+)
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "CatalogueEmbedder"
 DROPPED = "dropped.jsonl"  # in the output artifact's folder: {"split", "movie_id", "reason"} per line
 EMBEDDING = "embedding"
-Keyed = beam.typehints.Tuple[beam.typehints.Tuple[bytes, bytes], bytes]  # ((movie_id, title), serialized)
+# The raw features copied into the embedding examples (only those a poster has: absent costs nothing).
+ATTRIBUTE_FEATURES = (FEATURE_GENRES, FEATURE_YEAR, FEATURE_TAGS, FEATURE_GROUP, FEATURE_DUPLICATE_GROUP)
+# ((movie_id, title, serialized tf.train.Features of the attributes), serialized raw example)
+Keyed = beam.typehints.Tuple[beam.typehints.Tuple[bytes, bytes, bytes], bytes]
 
 
 def _first_bytes(example, key: str) -> bytes:
@@ -35,8 +51,25 @@ def _first_bytes(example, key: str) -> bytes:
     return values[0] if values else b""
 
 
+def attribute_features(example) -> bytes:
+    """The poster's `ATTRIBUTE_FEATURES` that it has, as a serialized `tf.train.Features`."""
+    import tensorflow as tf
+
+    feats = tf.train.Features()
+    for key in ATTRIBUTE_FEATURES:
+        if key in example.features.feature:
+            feats.feature[key].CopyFrom(example.features.feature[key])
+    return feats.SerializeToString()
+
+
 def check_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, str | None]:
     """(movie_id, title, why it cannot be embedded — None when it can) of one raw tf.Example."""
+    mid, title, _, reason = inspect_poster(serialized, max_pixels)
+    return mid, title, reason
+
+
+def inspect_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, bytes, str | None]:
+    """`check_poster` plus the poster's attributes (`attribute_features`), from one parse."""
     import tensorflow as tf
 
     from poster_similarity.components.image_limits import check_pixels
@@ -44,21 +77,22 @@ def check_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, str 
     try:
         example = tf.train.Example.FromString(serialized)
     except Exception as e:  # noqa: BLE001 — DecodeError and friends
-        return b"", b"", f"not a tf.Example: {e}"
+        return b"", b"", b"", f"not a tf.Example: {e}"
     mid, title = _first_bytes(example, FEATURE_MOVIE_ID), _first_bytes(example, FEATURE_TITLE)
+    attrs = attribute_features(example)
     images = example.features.feature[FEATURE_IMAGE].bytes_list.value
     if not mid:
-        return mid, title, "no movie_id"
+        return mid, title, attrs, "no movie_id"
     if len(images) != 1 or not images[0]:  # the tower parses exactly one image per example
-        return mid, title, f"expected one image, found {len(images)}" if len(images) != 1 else "no image"
+        return mid, title, attrs, f"expected one image, found {len(images)}" if len(images) != 1 else "no image"
     try:
         check_pixels(tf.constant(images[0]), max_pixels)  # eager: raises before anything is decoded
         tf.io.decode_image(images[0], channels=3, expand_animations=False)
     except tf.errors.OpError as e:  # TF's message without its op/function wrappers
         reason = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$|^Expected .* Summarized data: ", "",
                         str(e.message).splitlines()[0])
-        return mid, title, reason[:300]
-    return mid, title, None
+        return mid, title, attrs, reason[:300]
+    return mid, title, attrs, None
 
 
 class _CheckPoster(beam.DoFn):
@@ -68,10 +102,10 @@ class _CheckPoster(beam.DoFn):
         self.bad = Metrics.counter(NAMESPACE, "posters_dropped")
 
     def process(self, serialized: bytes):
-        mid, title, reason = check_poster(serialized, self.max_pixels)
+        mid, title, attrs, reason = inspect_poster(serialized, self.max_pixels)
         if reason is None:
             self.ok.inc()
-            yield (mid, title), serialized
+            yield (mid, title, attrs), serialized
         else:
             self.bad.inc()
             yield beam.pvalue.TaggedOutput("dropped", json.dumps(
@@ -79,16 +113,17 @@ class _CheckPoster(beam.DoFn):
 
 
 def to_embedding_example(keyed) -> bytes:
-    """((movie_id, title), PredictionLog) → a serialized tf.Example (movie_id, title, embedding)."""
+    """((movie_id, title, attributes), PredictionLog) → a serialized tf.Example: movie_id, title,
+    embedding and the poster's attribute features (`attribute_features`)."""
     import tensorflow as tf
 
-    (mid, title), prediction = keyed
+    (mid, title, *attrs), prediction = keyed
     vec = tf.make_ndarray(prediction.predict_log.response.outputs[EMBEDDING]).reshape(-1)
-    return tf.train.Example(features=tf.train.Features(feature={
-        FEATURE_MOVIE_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[mid])),
-        FEATURE_TITLE: tf.train.Feature(bytes_list=tf.train.BytesList(value=[title])),
-        EMBEDDING: tf.train.Feature(float_list=tf.train.FloatList(value=vec.tolist())),
-    })).SerializeToString()
+    feats = tf.train.Features.FromString(attrs[0]) if attrs else tf.train.Features()
+    feats.feature[FEATURE_MOVIE_ID].bytes_list.value[:] = [mid]
+    feats.feature[FEATURE_TITLE].bytes_list.value[:] = [title]
+    feats.feature[EMBEDDING].float_list.value[:] = vec.tolist()
+    return tf.train.Example(features=feats).SerializeToString()
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):

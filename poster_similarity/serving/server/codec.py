@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from poster_similarity.serving.image_header import ImageTooLarge, check_pixels
-from poster_similarity.serving.server.errors import RequestError, bad_request
+from poster_similarity.serving.server.errors import bad_request
 from poster_similarity.serving.server.limits import Limits
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -235,7 +235,3 @@ def predict_response(outputs: dict, row_format: bool) -> dict:
 
 def dumps(payload: dict) -> bytes:
     return json.dumps(payload).encode("utf-8")
-
-
-def error_body(e: RequestError) -> bytes:
-    return dumps({"error": e.message})

@@ -11,13 +11,30 @@ import shutil
 import signal
 import sys
 import threading
+import traceback
 
 from poster_similarity.serving.batching import BatchingOptions
 from poster_similarity.serving.server.config import valid_model_name
 from poster_similarity.serving.server.limits import Limits
+from poster_similarity.serving.server.ports import PortError
 from poster_similarity.serving.server.versions import RetryPolicy
 
 _D = Limits()
+PROG = "posters serve"
+
+
+def _explain(args: argparse.Namespace, detail: str = "") -> None:
+    """With -v only: the traceback of the exception being handled (and what grpc said), before the one line."""
+    if getattr(args, "verbose", False):
+        traceback.print_exc()
+        if detail:
+            print(detail, file=sys.stderr)
+
+
+def _refuse(message: str) -> int:
+    """A user mistake or a busy port: one line `posters serve: error: …` on stderr, exit status 2."""
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return 2
 
 
 def add_serve_arguments(s: argparse.ArgumentParser) -> None:
@@ -41,7 +58,7 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("--enable-batching", action="store_true",
                    help="merge concurrent requests into batched calls (TF Serving's --enable_batching)")
     s.add_argument("--batching-parameters-file", default=None,
-                   help="BatchingParameters text proto, e.g. poster_similarity/serving/config/batching_parameters.txt")
+                   help="BatchingParameters text proto, e.g. serving/config/batching_parameters.txt")
     g = s.add_argument_group("limits (docs/serving-faults.md)")
     g.add_argument("--max-body-bytes", type=int, default=_D.max_body_bytes, help="REST body limit (413 above)")
     g.add_argument("--read-timeout-seconds", type=float, default=_D.read_timeout_s,
@@ -96,9 +113,8 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
 def _exec_tfserving(args: argparse.Namespace) -> int:
     binary = shutil.which("tensorflow_model_server")
     if binary is None:
-        print("error: --engine tfserving needs `tensorflow_model_server` on PATH (see docs/serving.md: "
-              "poster_similarity/serving/docker/Dockerfile.scann); use --engine local here", file=sys.stderr)
-        return 2
+        return _refuse("--engine tfserving needs `tensorflow_model_server` on PATH (see docs/serving.md: "
+                       "serving/docker/Dockerfile.scann); use --engine local here")
     if args.host not in ("0.0.0.0", ""):
         print(f"note: tensorflow_model_server binds all interfaces, not only {args.host}", file=sys.stderr)
     argv = [binary, f"--port={args.grpc_port}", f"--rest_api_port={args.rest_port}",
@@ -130,7 +146,8 @@ def main(args: argparse.Namespace) -> int:
         args: the parsed `posters serve` flags.
 
     Returns:
-        0 after a clean drain, 1 if requests were still running at the drain deadline, 2 on bad flags.
+        0 after a clean drain, 1 if requests were still running at the drain deadline, 2 on bad flags
+        or a port that cannot be bound (checked before any model loads).
     """
     from poster_similarity.serving.server.model_server import ModelServer
 
@@ -139,14 +156,16 @@ def main(args: argparse.Namespace) -> int:
     config_file = getattr(args, "model_config_file", None)
     if config_file is None:
         if not getattr(args, "model_base_path", None):
-            print("error: give --model-base-path or --model-config-file", file=sys.stderr)
-            return 2
+            return _refuse("give --model-base-path or --model-config-file")
         if not valid_model_name(args.model_name):
-            print(f"error: invalid --model-name {args.model_name!r}", file=sys.stderr)
-            return 2
+            return _refuse(f"invalid --model-name {args.model_name!r}")
         if not os.path.isdir(args.model_base_path):
-            print(f"error: --model-base-path {args.model_base_path} is not a directory", file=sys.stderr)
-            return 2
+            return _refuse(f"--model-base-path {args.model_base_path} is not a directory")
+    for flag, port in (("--rest-port", args.rest_port), ("--grpc-port", args.grpc_port)):
+        if port is not None and not 0 <= port <= 65535:
+            return _refuse(f"{flag} {port}: a port is 0..65535 (0 = any free port)")
+    if args.rest_port == args.grpc_port and args.rest_port:
+        return _refuse(f"--rest-port and --grpc-port are both {args.rest_port}: give two ports")
     if getattr(args, "engine", "local") == "tfserving":
         return _exec_tfserving(args)
     batching = None
@@ -155,8 +174,7 @@ def main(args: argparse.Namespace) -> int:
             batching = (BatchingOptions.from_file(args.batching_parameters_file)
                         if args.batching_parameters_file else BatchingOptions())
         except (OSError, ValueError) as e:
-            print(f"error: --batching-parameters-file: {e}", file=sys.stderr)
-            return 2
+            return _refuse(f"--batching-parameters-file: {e}")
     retry = RetryPolicy(max_retries=getattr(args, "max_num_load_retries", 5),
                         interval_s=getattr(args, "load_retry_interval_seconds", 60.0))
     try:
@@ -165,9 +183,12 @@ def main(args: argparse.Namespace) -> int:
                           batching=batching, model_config_file=config_file, limits=limits_from_args(args),
                           retry=retry)
         srv.start()
-    except (OSError, RuntimeError, ValueError) as e:  # port in use, unreadable base path, bad config
-        print(f"error: cannot start the server: {e}", file=sys.stderr)
-        return 2
+    except PortError as e:  # refused before any model loads: the line names the port
+        _explain(args, e.detail)
+        return _refuse(str(e))
+    except (OSError, RuntimeError, ValueError) as e:  # unreadable base path, bad config
+        _explain(args)
+        return _refuse(f"cannot start the server: {e}")
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

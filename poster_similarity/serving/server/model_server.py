@@ -75,6 +75,7 @@ class ModelServer:
         self._inflight_cv = threading.Condition()
         self.metrics = Metrics()
         self._http = None
+        self._http_serving = False  # serve_forever started (shutdown() would wait forever otherwise)
         self._grpc = None
         self._threads: list[threading.Thread] = []
 
@@ -212,34 +213,57 @@ class ModelServer:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> ModelServer:
-        """Load what the policies want (if anything is there yet), bind the ports, serve in threads."""
-        register_scann_ops()
-        import tensorflow  # noqa: F401  (fail early, before binding ports)
+        """Bind both ports, then load what the policies want (if anything is there yet), then serve in threads.
 
-        from poster_similarity.serving.server.grpc_service import make_grpc_server
-        from poster_similarity.serving.server.rest import make_http_server
-
+        The ports come first: a busy one is refused (PortError) in a second, before TensorFlow is
+        imported or a model loads, and nothing is served until the first load is done (connections
+        made meanwhile wait in the listen backlog, as during any load).
+        """
         for mv in self.models.values():
             if not os.path.isdir(mv.config.base_path):
                 raise FileNotFoundError(f"model base path does not exist: {mv.config.base_path}")
-        self.poll_once()
-        for mv in self.models.values():
-            if not mv.available_versions():
-                log.warning("%s: no loadable version under %s yet; polling every %.1f s", mv.name,
-                            mv.config.base_path, self.poll_seconds)
         try:
-            if self.rest_port is not None:
-                self._http = make_http_server(self, self.host, self.rest_port)
-                self.rest_port = self._http.server_address[1]
+            self._bind()
+            register_scann_ops()
+            import tensorflow  # noqa: F401  (fail early, before loading)
+
+            if self._grpc is not None:
+                from poster_similarity.serving.server.grpc_service import add_services
+
+                add_services(self._grpc, self)
+            self.poll_once()
+            for mv in self.models.values():
+                if not mv.available_versions():
+                    log.warning("%s: no loadable version under %s yet; polling every %.1f s", mv.name,
+                                mv.config.base_path, self.poll_seconds)
+            if self._http is not None:
                 self._spawn(self._http.serve_forever, "rest")
-            if self.grpc_port is not None:
-                self._grpc, self.grpc_port = make_grpc_server(self, self.host, self.grpc_port)
+                self._http_serving = True
+            if self._grpc is not None:
                 self._grpc.start()
         except BaseException:
-            self.stop()  # e.g. the gRPC port is taken: do not leave the REST thread running
+            self.stop()  # release the ports and whatever loaded
             raise
         self._spawn(self._poll_loop, "poller")
         return self
+
+    def _bind(self) -> None:
+        """Bind the REST socket and the gRPC port (exclusively: ports.py); PortError names a busy one."""
+        from poster_similarity.serving.server.grpc_service import bind_grpc_server
+        from poster_similarity.serving.server.rest import make_http_server
+
+        if self.rest_port is not None:
+            self._http = make_http_server(self, self.host, self.rest_port)
+            self.rest_port = self._http.server_address[1]
+        if self.grpc_port is not None:
+            self._grpc, self.grpc_port = bind_grpc_server(self.limits, self.host, self.grpc_port)
+        log.debug("bound REST %s:%s and gRPC %s:%s", self.host, self.rest_port, self.host, self.grpc_port)
+
+    def _close_http(self) -> None:
+        """Stop accepting REST connections (shutdown() only once serve_forever was started: it waits for it)."""
+        if self._http_serving:
+            self._http.shutdown()
+        self._http.server_close()
 
     def _spawn(self, target, name: str) -> None:
         t = threading.Thread(target=target, name=f"posters-{name}", daemon=True)
@@ -252,8 +276,7 @@ class ModelServer:
         end = time.monotonic() + timeout_s
         self.draining.set()
         if self._http is not None:  # close the listening socket: new connections are refused
-            self._http.shutdown()
-            self._http.server_close()
+            self._close_http()
         grpc_done = self._grpc.stop(grace=timeout_s) if self._grpc is not None else None
         with self._inflight_cv:
             if self._inflight:
@@ -271,10 +294,10 @@ class ModelServer:
         self._stop.set()
         self.draining.set()
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._close_http()
             self._http.close_all()
             self._http = None
+            self._http_serving = False
         if self._grpc is not None:
             self._grpc.stop(grace=1.0).wait()
             self._grpc = None
