@@ -160,7 +160,7 @@ def main(args) -> int:
                          thresholds=args.thresholds, model_base_path=args.model_base_path)
     except validate.BadInput as e:
         print(json.dumps({"promoted": False, "error": str(e)}))
-        print(f"error: {e}", file=sys.stderr)
+        print(f"posters promote: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(json.dumps(report, indent=2))
     return EXIT_PROMOTED if report["promoted"] else EXIT_REJECTED
