@@ -27,20 +27,6 @@ MAP_OVER_RANDOM = 0.15
 RECALL1_OVER_RANDOM = 0.2
 MAX_MAP_BELOW_SINGLE = 0.15
 
-EVAL_SCRIPT = r"""
-import json, sys
-import numpy as np, scann, tensorflow as tf
-from poster_similarity.components.trainer import retrieval_report
-model = tf.saved_model.load(sys.argv[1])
-files = tf.io.gfile.glob(sys.argv[2])
-serialized = [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
-out = model.signatures["embed_examples"](examples=tf.constant(serialized))
-genres = model.signatures["transform_features"](examples=tf.constant(serialized))["genres_xf"].numpy()
-emb = out["embedding"].numpy()
-rand = np.random.default_rng(0).normal(size=emb.shape)
-print(json.dumps({"trained": retrieval_report(emb, genres), "random": retrieval_report(rand, genres)}))
-"""
-
 
 def _job(transformed, out_dir, n_workers, start_only=None, extra=(), logs="logs"):
     from poster_similarity.core.config import load_config
@@ -63,8 +49,8 @@ def _events(run_dir):
 
 
 def _evaluate(model_dir, raw_eval):
-    proc = subprocess.run([sys.executable, "-c", EVAL_SCRIPT, model_dir, raw_eval], cwd=REPO, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "tests.children.evaluate_export", model_dir, raw_eval], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
