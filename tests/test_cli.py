@@ -53,13 +53,12 @@ def _flags():
 
 
 def test_every_flag_has_help_and_shows_its_default():
-    """Help text on every flag of the CLI's own commands; every flag with a default shows it. (The
-    server's flags come from poster_similarity/serving/server/main.py, which words them; those
-    without help text still show their default.)"""
+    """Help text on every flag of every command (the server's flags are worded in
+    poster_similarity/serving/server/main.py); every flag with a default shows it."""
     missing, no_default = [], []
     for command, parser, action in _flags():
         text = (action.help or "").strip()
-        if command != "serve" and (not text or text.startswith("(default")):
+        if not text or text.startswith("(default"):
             missing.append(f"{command} {action.option_strings[0]}")
         default = action.default
         if not (default is None or default is False or default in ([], "==SUPPRESS==") or action.required):

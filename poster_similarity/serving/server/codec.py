@@ -11,7 +11,7 @@ import binascii
 import json
 from typing import Any
 
-from poster_similarity.serving.image_header import ImageTooLarge, check_pixels
+from poster_similarity.serving.image_header import ImageTooLarge, check_pixels, image_info
 from poster_similarity.serving.server.errors import bad_request
 from poster_similarity.serving.server.limits import Limits
 
@@ -166,8 +166,26 @@ def _to_bytes(v: Any, what: str) -> bytes:
     raise bad_request(f"Input \"{what}\" must be strings, got {type(v).__name__} {v!r:.40}")
 
 
+IMAGE_INPUT = "image_bytes"  # the signatures' encoded-poster input (docs/serving.md)
+DECODABLE = ("jpeg", "png", "gif", "bmp")  # what the served graph's tf.io.decode_image reads
+
+
+def check_image_format(arr, name: str = IMAGE_INPUT) -> None:
+    """Reject `image_bytes` rows that are not a JPEG, PNG, GIF or BMP before the graph sees them:
+    the decoder's own error is a multi-line TensorFlow graph error naming an internal op."""
+    for i, v in enumerate(arr.reshape(-1)):
+        info = image_info(v) if isinstance(v, bytes) else None
+        if info is None or info.format not in DECODABLE:
+            what = f"a {info.format.upper()} image" if info is not None else f"{len(v)} bytes starting {bytes(v[:8])!r}"
+            raise bad_request(f"Input \"{name}\" row {i} is not a supported image (JPEG, PNG, GIF or BMP, with a "
+                              f"complete header): got {what}")
+
+
 def check_images(arrays: dict, limits: Limits) -> None:
-    """Reject encoded images (bare, or inside serialized tf.Examples) over `limits.max_image_pixels`."""
+    """Reject `image_bytes` rows that are not images, and encoded images (bare, or inside
+    serialized tf.Examples) over `limits.max_image_pixels`."""
+    if IMAGE_INPUT in arrays and arrays[IMAGE_INPUT].dtype == object:
+        check_image_format(arrays[IMAGE_INPUT])
     for name, arr in arrays.items():
         if arr.dtype != object:
             continue

@@ -111,7 +111,12 @@ def parse_model_config(text: str, config_dir: str = ".") -> list[ModelConfig]:
 
 
 def read_model_config(path: str) -> list[ModelConfig]:
-    """Read and parse a `--model-config-file`."""
-    with open(path) as f:
-        text = f.read()
-    return parse_model_config(text, os.path.dirname(os.path.abspath(path)))
+    """Read and parse a `--model-config-file`; every error names the file (a server may be given
+    several over its life: the message must say which one is wrong)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+        return parse_model_config(text, os.path.dirname(os.path.abspath(path)))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        detail = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ValueError(f"{path}: {detail}") from None

@@ -6,6 +6,8 @@ answer a fault the same way.
 """
 from __future__ import annotations
 
+import re
+
 # tensorflow_serving/model_servers/http_rest_api_util / net_http status mapping (TF Serving 2.15).
 HTTP_STATUS = {
     "OK": 200,
@@ -70,7 +72,24 @@ def from_tf_error(e) -> RequestError:
         A RequestError whose code is the OpError's canonical code (internal errors stay 500).
     """
     code = next((name for name, cls in _TF_CODES().items() if type(e) is cls), "UNKNOWN")
-    return RequestError(e.message, None, code)
+    return RequestError(short_tf_message(e.message), None, code)
+
+
+_DECODE_NODE = re.compile(r"\[\[\{\{node [^}]*Decode(Image|Jpeg|Png|Gif|Bmp)[^}]*\}\}\]\]")
+
+
+def short_tf_message(message: str) -> str:
+    """The cause of a graph execution error in one line, without TensorFlow's frame: eager
+    `Graph execution error:` + "Detected at node … defined at" + the Python stack of the *export*
+    + `[[{{node …}}]] [Op:__inference_signature_wrapper_N]` says nothing a client can act on. An
+    image decoder's failure is named as such."""
+    lines = [ln.strip() for ln in message.splitlines()]
+    body = [ln for ln in lines if ln and not ln.startswith(("Graph execution error", "Detected at node", "File \""))
+            and not ln.startswith("[[")]
+    text = re.sub(r"\s*\[\[\{\{node [^]]*\]\]|\s*\[Op:[^\]]*\]", "", " ".join(body)).strip() or message.strip()
+    if _DECODE_NODE.search(message):
+        return f"image could not be decoded: {text}"
+    return text
 
 
 def _TF_CODES():  # noqa: N802 — a table, built lazily (TensorFlow is imported only when serving)

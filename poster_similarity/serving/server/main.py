@@ -44,13 +44,14 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
         s: the subcommand parser.
     """
     s.add_argument("--model-base-path", default=None, help="versioned base path of one model")
-    s.add_argument("--model-name", default="posters")
+    s.add_argument("--model-name", default="posters",
+                   help="the model's name in URLs and requests (with --model-base-path)")
     s.add_argument("--model-config-file", default=None,
                    help="TF Serving ModelServerConfig text proto (models, version policies, labels); "
                         "re-read when it changes")
-    s.add_argument("--rest-port", type=int, default=8501)
-    s.add_argument("--grpc-port", type=int, default=8500)
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--rest-port", type=int, default=8501, help="REST API port (TF Serving's --rest_api_port)")
+    s.add_argument("--grpc-port", type=int, default=8500, help="gRPC API port (TF Serving's --port)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     s.add_argument("--engine", choices=["local", "tfserving"], default="local",
                    help="tfserving = exec tensorflow_model_server (must be on PATH)")
     s.add_argument("--poll-seconds", type=float, default=2.0,
@@ -67,16 +68,20 @@ def add_serve_arguments(s: argparse.ArgumentParser) -> None:
                    help="open REST connections (oldest idle one closed at the cap; 503 if all busy)")
     g.add_argument("--rest-api-num-threads", type=int, default=_D.max_concurrent_requests,
                    help="REST requests executing at once (503 after --queue-timeout-seconds)")
-    g.add_argument("--queue-timeout-seconds", type=float, default=_D.queue_timeout_s)
+    g.add_argument("--queue-timeout-seconds", type=float, default=_D.queue_timeout_s,
+                   help="how long a REST request waits for a free thread (503 after it)")
     g.add_argument("--rest-api-timeout-in-ms", type=int, default=_D.rest_api_timeout_ms,
                    help="REST request deadline (504 after it)")
-    g.add_argument("--grpc-max-threads", type=int, default=_D.grpc_max_threads)
+    g.add_argument("--grpc-max-threads", type=int, default=_D.grpc_max_threads, help="gRPC worker threads")
     g.add_argument("--grpc-max-concurrent-rpcs", type=int, default=_D.grpc_max_concurrent_rpcs,
                    help="RPCs admitted at once (RESOURCE_EXHAUSTED beyond)")
-    g.add_argument("--grpc-max-message-bytes", type=int, default=_D.grpc_max_message_bytes)
-    g.add_argument("--max-json-depth", type=int, default=_D.max_json_depth)
-    g.add_argument("--max-json-elements", type=int, default=_D.max_json_elements)
-    g.add_argument("--max-tensor-elements", type=int, default=_D.max_tensor_elements)
+    g.add_argument("--grpc-max-message-bytes", type=int, default=_D.grpc_max_message_bytes,
+                   help="largest gRPC request or response (RESOURCE_EXHAUSTED above)")
+    g.add_argument("--max-json-depth", type=int, default=_D.max_json_depth, help="JSON nesting depth (400 above)")
+    g.add_argument("--max-json-elements", type=int, default=_D.max_json_elements,
+                   help="values in one JSON body (400 above)")
+    g.add_argument("--max-tensor-elements", type=int, default=_D.max_tensor_elements,
+                   help="elements of one input tensor, REST or gRPC (400 above)")
     g.add_argument("--max-image-pixels", type=int, default=_D.max_image_pixels,
                    help="width x height x frames of one image, read from its header (400 above)")
     g.add_argument("--drain-timeout-seconds", type=float, default=_D.drain_timeout_s,
