@@ -3,10 +3,10 @@
 Benchmarks measure a server the way TF Serving runs, in its own process, with the client in the
 benchmark's. Both sides live here:
 
-* the child, `python -m bench.server_child BASE NAME [--server MODULE[:CLASS]] [--path DIR]
-  [--batching FILE]`: starts `CLASS(BASE, NAME, rest_port=0, grpc_port=0)` (free ports), prints one
-  line `{"rest_port": …, "grpc_port": …}` and serves until its stdin closes. `--path` puts a
-  directory first on `sys.path`, so the server code can come from elsewhere than this checkout:
+* the child, `python -m bench.server_child BASE NAME [--server MODULE[:CLASS]] [--batching FILE]`:
+  starts `CLASS(BASE, NAME, rest_port=0, grpc_port=0)` (free ports), prints one line
+  `{"rest_port": …, "grpc_port": …}` and serves until its stdin closes. `ServerChild(path=DIR)`
+  puts DIR on the child's PYTHONPATH, so the server code can come from elsewhere than this checkout:
   `bench.serving_ab` runs the pre-hardening server (`serving.local_server`, extracted from git
   history) beside this one. Everything else the child writes (logs, warnings, a traceback) goes to
   stderr, which the parent sends to a log file, so the pipe carries the ready line only and can
@@ -36,10 +36,8 @@ STOP_TIMEOUT_S = 30.0
 
 
 # --- the child ------------------------------------------------------------------------------------
-def load_server_class(spec: str, path: str = ""):
-    """`module[:class]` (class default `ModelServer`), imported with `path` first on sys.path."""
-    if path:
-        sys.path.insert(0, os.path.abspath(path))
+def load_server_class(spec: str):
+    """`module[:class]` (class default `ModelServer`)."""
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name or "ModelServer")
 
@@ -49,13 +47,12 @@ def main(argv=None) -> int:
     p.add_argument("base", help="versioned model base path (<base>/<version>/saved_model.pb)")
     p.add_argument("name", help="model name")
     p.add_argument("--server", default=THIS_SERVER, help=f"module[:class] of the server (default {THIS_SERVER})")
-    p.add_argument("--path", default="", help="directory put first on sys.path, to import --server from")
     p.add_argument("--batching", default="", help="TF Serving batching parameters file (enables batching)")
     args = p.parse_args(argv)
     ready = os.fdopen(os.dup(sys.stdout.fileno()), "w")  # the pipe to the parent: the ready line only
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # anything else printed goes to the log
-    server_class = load_server_class(args.server, args.path)
+    server_class = load_server_class(args.server)
     kwargs = {}
     if args.batching:
         from poster_similarity.serving.batching import BatchingOptions
@@ -87,11 +84,10 @@ class ServerChild:
             os.close(fd)
         self.log_path = log_path
         cmd = [sys.executable, "-m", "bench.server_child", base, name, "--server", server]
-        cmd += ["--path", path] if path else []
         cmd += ["--batching", batching] if batching else []
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                                         env=_child_env(path))
         ports = self._await_ready(timeout_s)
         self.addr = {"rest": f"127.0.0.1:{ports['rest_port']}", "grpc": f"127.0.0.1:{ports['grpc_port']}"}
 
@@ -158,6 +154,14 @@ class ServerChild:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _child_env(path: str) -> dict:
+    """The child's environment: quiet TensorFlow, and `path` (server code from elsewhere) importable."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if path:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(path), env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 def _last_line(path: str) -> str:
