@@ -47,6 +47,17 @@ def test_brute_force_export_has_no_scann_op(ops):
     assert {"MatMul", "TopKV2"} <= ops["brute_force"]  # the index is really in the scanned graph
 
 
+def test_filtered_signatures_are_in_the_scanned_graph(ops):
+    """The rule engine (tables, bit tests, the per-row plans) is part of both exports, so the scan
+    above covers it: its candidates come from one matmul in brute_force, from ScaNN in scann."""
+    sm = saved_model_pb2.SavedModel()
+    with open(os.path.join(tiny_export.cached("brute_force"), "saved_model.pb"), "rb") as f:
+        sm.ParseFromString(f.read())
+    assert {"neighbors_filtered", "similar_filtered", "recommend_filtered"} <= set(sm.meta_graphs[0].signature_def)
+    rule_ops = {"LookupTableFindV2", "BitwiseAnd", "While", "TensorScatterUpdate"}
+    assert rule_ops <= ops["brute_force"] and rule_ops <= ops["scann"]
+
+
 def test_scann_export_has_scann_ops(ops):
     # The scan sees the index's ops at all (else the test above would pass vacuously).
     assert {"Scann>ScannSearchBatched", "Scann>TensorsToScann"} <= ops["scann"]

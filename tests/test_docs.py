@@ -75,7 +75,7 @@ def test_signature_table_is_parsed():
     """The table the e2e test compares with the exported model (guards the parser, not the model)."""
     sigs = documented_signatures()
     assert set(sigs) == {"serving_default", "embed", "neighbors", "recommend", "embed_examples",
-                         "transform_features"}
+                         "transform_features", "neighbors_filtered", "similar_filtered", "recommend_filtered"}
     assert sigs["recommend"] == ({"history"}, {"movie_ids", "scores", "history_used"})
 
 

@@ -2,7 +2,8 @@
 
 Every probe gets its 4xx/5xx JSON (or gRPC status), the process never dies, its RSS stays under
 baseline + RSS_BOUND_MB, and well-formed requests sent meanwhile by 4 clients all succeed. Every loop
-is bounded in count and time.
+is bounded in count and time. A model with the filtered signatures (the pipeline's export) also gets
+hostile business rules: huge exclude lists, unknown genres and tags, 10,000 tags in one request.
 """
 from __future__ import annotations
 
@@ -140,6 +141,38 @@ def probe_http(port: int) -> list[tuple[str, int | None, dict | None, tuple]]:
     return out
 
 
+def _rules(**over) -> dict:
+    base = {"include_genres": [[""]], "exclude_genres": [[""]], "year_range": [[0, 0]], "required_tags": [[""]],
+            "forbidden_tags": [[""]], "exclude_ids": [[""]], "per_group": [0], "k": [0]}
+    return {**base, **over}
+
+
+def probe_filtered(port: int) -> list[tuple[str, int | None, dict | None, tuple]]:
+    """Hostile rules for `similar_filtered` (empty when the model has no filtered signatures)."""
+    status, meta = raw(port, b"GET /v1/models/posters/metadata HTTP/1.1\r\nHost: x\r\n\r\n")
+    if status != 200 or "similar_filtered" not in json.dumps(meta):
+        return []
+    img = json.loads(good_body())["instances"]
+
+    def filtered(sig: str = "similar_filtered", **over):
+        first = {"history": [["m0"]]} if sig == "recommend_filtered" else {"image_bytes": img}
+        return post(port, json.dumps({"signature_name": sig, "inputs": {**first, **_rules(**over)}}).encode())
+
+    many = [f"m{i}" for i in range(10_000)]
+    return [(name, *result, allowed) for name, result, allowed in [
+        ("exclude_ids of 10,001", filtered(exclude_ids=[many + ["x"]]), (400,)),
+        ("exclude_ids of 10,000 (the cap: answered)", filtered(exclude_ids=[many]), (200,)),
+        ("history + exclude_ids over 10,000", filtered("recommend_filtered", exclude_ids=[many]), (400,)),
+        ("unknown genre", filtered(include_genres=[["No Such Genre"]]), (400,)),
+        ("10,000 required tags", filtered(required_tags=[[f"t{i}" for i in range(10_000)]]), (400,)),
+        ("10,000 forbidden tags", filtered(forbidden_tags=[["rating:R"] * 10_000]), (400,)),
+        ("unknown tags (answered)", filtered(required_tags=[["", "no-such-tag"]]), (200,)),
+        ("k of 2**31-1", filtered(k=[2**31 - 1]), (400,)),
+        ("rules for 2 rows, 1 image", filtered(per_group=[1, 1]), (400,)),
+        ("year_range of 3", filtered(year_range=[[1, 2, 3]]), (400,)),
+    ]]
+
+
 def fuzz_json(rng: random.Random) -> bytes:
     base = good_body() if rng.random() < 0.5 else json.dumps(
         {"signature_name": rng.choice(["neighbors", "recommend", "", "embed", 3, None]),
@@ -218,7 +251,7 @@ def test_hostile_clients(server, tmp_path):
     failures = []
     try:
         # 1. every listed probe: its status and a JSON {"error": ...}
-        for name, status, body, allowed in probe_http(port):
+        for name, status, body, allowed in probe_http(port) + probe_filtered(port):
             if status not in allowed or not (isinstance(body, dict) and body.get("error") or status == 200):
                 failures.append(f"{name}: {status} {body}")
 

@@ -7,6 +7,11 @@ batch's largest size, with the request's *first element* as the value (tensorflo
 batching/batching_util.cc: `CreatePadding`, `PadTensor`; batching_session.cc: `MergeInputTensors`),
 and pads the batch to an allowed size with copies of the last request's first row. The local
 batcher never pads, so only this reproduction of the rule can show what TF Serving would answer.
+
+The filtered signatures' list inputs (genres, tags, exclude_ids) are sets with "" ignored, so copies
+of a request's first element change nothing either, provided a multi-row request starts with ""
+(as the project's client sends it) and no list is empty (TF Serving refuses to pad an empty tensor:
+"no rule" is [""]).
 """
 from __future__ import annotations
 
@@ -17,11 +22,11 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from tests.standin_export import catalogue
 from poster_similarity.client import history_rows
 from poster_similarity.serving.tfs_protos import batching_parameters_cls
 from tests import tiny_export
 from tests.helpers import ROOT
+from tests.standin_export import GENRES, TAGS, catalogue
 
 CONFIG = Path(ROOT) / "serving" / "config"
 
@@ -77,9 +82,12 @@ def allowed_sizes() -> tuple[list[int], int]:
     return list(bp.allowed_batch_sizes), bp.max_batch_size.value
 
 
+_load = tiny_export.loaded  # one load per export per session (seconds each)
+
+
 @pytest.fixture(scope="module", params=["brute_force", "scann"])
 def recommend(request):
-    fn = tf.saved_model.load(tiny_export.cached(request.param)).signatures["recommend"]
+    fn = _load(request.param).signatures["recommend"]
 
     def run(history: np.ndarray) -> dict[str, np.ndarray]:
         out = fn(history=tf.constant(history.astype(bytes), dtype=tf.string))
@@ -156,3 +164,61 @@ def test_empty_history_is_the_catalogue_centroid(recommend):
     centroid = emb.mean(axis=0)
     best = np.argsort(-(emb @ centroid))[:3]
     assert [f"m{i}".encode() for i in best] == empty["movie_ids"][0][:3].tolist()
+
+
+# --- the filtered signatures ---------------------------------------------------------------------
+LIST_RULES = ("include_genres", "exclude_genres", "required_tags", "forbidden_tags", "exclude_ids")
+
+
+def _filtered_requests(rng: np.random.Generator, n: int) -> list[dict[str, np.ndarray]]:
+    """neighbors_filtered / recommend_filtered requests of 1–2 rows: lists as sets of any width ≥ 1
+    (repeats inside), "" first in every row of a multi-row request."""
+    def lists(rows: int, pool: list[str], p: float) -> np.ndarray:
+        picked = [[x for x in pool if rng.random() < p] * int(rng.integers(1, 3)) for _ in range(rows)]
+        picked = [([""] + r) if rows > 1 else (r or [""]) for r in picked]
+        width = max(map(len, picked))
+        return np.array([r + [""] * (width - len(r)) for r in picked], dtype=object).astype(bytes)
+
+    out = []
+    for _ in range(n):
+        rows = int(rng.choice([1, 1, 2]))
+        ids = [f"m{i}" for i in range(300)]
+        req = {"include_genres": lists(rows, GENRES, 0.3), "exclude_genres": lists(rows, GENRES, 0.1),
+               "required_tags": lists(rows, TAGS, 0.15), "forbidden_tags": lists(rows, TAGS, 0.15),
+               "exclude_ids": lists(rows, list(rng.choice(ids, 40)), 0.5),
+               "year_range": np.array([[int(rng.choice([0, 1970])), int(rng.choice([0, 2010]))]] * rows, np.int32),
+               "per_group": rng.choice([0, 1, 2], rows).astype(np.int32),
+               "k": rng.choice([0, 3, 12], rows).astype(np.int32)}
+        if rng.random() < 0.5:
+            req["embedding"] = rng.standard_normal((rows, 128)).astype(np.float32)
+        else:
+            req["history"] = lists(rows, ids, 0.01)
+        out.append(req)
+    return out
+
+
+def test_filtered_signatures_answer_padded_batches_like_single_requests(allowed_sizes):
+    allowed, max_batch = allowed_sizes
+    rng = np.random.default_rng(11)
+    padded_any = False
+    for kind in ("brute_force", "scann"):
+        model = _load(kind)
+        requests = _filtered_requests(rng, 24)
+        for query in ("embedding", "history"):
+            sig = model.signatures["neighbors_filtered" if query == "embedding" else "recommend_filtered"]
+            same = [r for r in requests if query in r]
+            for batch in _batches(same, max_batch, rng):
+                merged = {name: tfs_merge([r[name] for r in batch], allowed) for name in batch[0]}
+                padded_any |= any(r[n].shape[1] < merged[n].shape[1] for r in batch for n in LIST_RULES)
+                together = {k: v.numpy() for k, v in sig(**{k: tf.constant(v) for k, v in merged.items()}).items()}
+                start = 0
+                for req in batch:
+                    alone = {k: v.numpy() for k, v in sig(**{k: tf.constant(v) for k, v in req.items()}).items()}
+                    for i in range(len(req["k"])):
+                        n = int(alone["num_results"][i])
+                        assert together["num_results"][start + i] == n
+                        np.testing.assert_array_equal(together["movie_ids"][start + i][:n], alone["movie_ids"][i][:n])
+                        np.testing.assert_allclose(together["scores"][start + i][:n], alone["scores"][i][:n],
+                                                   rtol=1e-5, atol=1e-6)
+                    start += len(req["k"])
+    assert padded_any

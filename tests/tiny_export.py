@@ -22,3 +22,16 @@ def cached(kind: str) -> str:
         _CACHE[kind] = path
     return _CACHE[kind]
 
+
+
+_LOADED: dict = {}
+
+
+def loaded(kind: str):
+    """`cached(kind)` loaded with `tf.saved_model.load`, once per test session (a load costs seconds;
+    tests that only call signatures share it)."""
+    if kind not in _LOADED:
+        import tensorflow as tf
+
+        _LOADED[kind] = tf.saved_model.load(cached(kind))
+    return _LOADED[kind]

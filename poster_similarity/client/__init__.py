@@ -8,7 +8,8 @@ answer a mistake without paying numpy's import.
 """
 from __future__ import annotations
 
-__all__ = ["PosterClient", "Recommendations", "ServerUnavailable", "ServingError", "history_rows"]
+__all__ = ["Filtered", "PosterClient", "QueryRules", "Recommendations", "ServerUnavailable", "ServingError",
+           "history_rows"]
 
 
 def __getattr__(name: str):

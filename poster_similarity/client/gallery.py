@@ -2,8 +2,9 @@
 
 Every neighbour on the page comes from the running model server through `PosterClient` (REST, or
 gRPC with `--grpc`): `similar` for the query rows, `embed` + `neighbors` for the style mix,
-`recommend` for "Because you watched". The catalogue TFRecords only supply the pictures, titles
-and genres. Output:
+`recommend` for "Because you watched", `similar_filtered` for the row under business rules ("Horror
+like this, 1980–1999, max 1 per series"; left out when the model has no filtered signatures). The
+catalogue TFRecords only supply the pictures, titles, genres, years and series. Output:
 
     DIR/index.html          the page (inline CSS, no external resources)
     DIR/contact_sheet.png   the same rows drawn with Pillow
@@ -23,6 +24,7 @@ import os
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from poster_similarity.client.checks import UsageError, check_catalogue, check_file, check_server
 from poster_similarity.client.gallery_page import (
@@ -35,6 +37,7 @@ from poster_similarity.client.gallery_page import (
     render_html,
     write_images,
 )
+from poster_similarity.client.rules import QueryRules
 
 # --- catalogue --------------------------------------------------------------------------------------
 
@@ -49,7 +52,7 @@ def read_catalogue(pattern: str) -> list[Poster]:
         mid = ex["movie_id"]
         if mid and mid not in seen:
             seen.add(mid)
-            out.append(Poster(mid, ex["title"], list(ex["genres"]), int(ex["year"] or 0)))
+            out.append(Poster(mid, ex["title"], list(ex["genres"]), int(ex["year"] or 0), ex.get("group") or ""))
     return out
 
 
@@ -124,11 +127,33 @@ def choose_history(catalogue: Sequence[Poster], exclude: Iterable[str] = (), siz
     return (fresh + [p for p in pool if p.movie_id in skip])[:size]
 
 
+def choose_filtered(catalogue: Sequence[Poster], query: Poster, k: int = K) -> QueryRules:
+    """The filtered row's rules for `query`: its primary genre, the 20-year window holding its year
+    (widened 20 years a side at a time until k other posters qualify; none for an unknown year),
+    at most 1 per series when the catalogue has series, the query itself excluded."""
+    grouped = any(p.group for p in catalogue)
+    same = [p for p in catalogue if p.movie_id != query.movie_id and query.primary in p.genres]
+
+    def placeable(lo: int, hi: int) -> int:  # posters the rules would allow, 1 per series
+        hits = [p for p in same if lo <= p.year <= hi]
+        return len({p.group for p in hits if p.group}) + sum(not p.group for p in hits) if grouped else len(hits)
+
+    years = (0, 0)
+    if query.year:
+        lo = query.year // 20 * 20
+        for widen in range(0, 101, 20):
+            if placeable(lo - widen, lo + 19 + widen) >= k:
+                years = (lo - widen, lo + 19 + widen)
+                break
+    return QueryRules(genres=(query.primary,), years=years, exclude=(query.movie_id,), per_group=1 if grouped else 0)
+
+
 # --- answers from the server ------------------------------------------------------------------------
 
 def ask_server(client, catalogue: Sequence[Poster], images: dict[str, bytes], queries: Sequence[Poster],
-               mix: tuple[Poster, Poster] | None, history: Sequence[Poster], k: int = K) -> list[Row]:
-    """All rows of the page, answered by the served model."""
+               mix: tuple[Poster, Poster] | None, history: Sequence[Poster], k: int = K,
+               filtered: tuple[Poster, QueryRules] | None = None) -> list[Row]:
+    """All rows of the page, answered by the served model (`filtered`: one poster and its rules)."""
     import numpy as np
 
     rows: list[Row] = []
@@ -154,7 +179,24 @@ def ask_server(client, catalogue: Sequence[Poster], images: dict[str, bytes], qu
         heading = "Watched " + ", ".join(p.title or p.movie_id for p in history) + f" (mostly {common})"
         rows.append(Row("history", heading,
                         [p.movie_id for p in history], ans, [set(p.genres) for p in history]))
+    if filtered is not None:
+        rows += _filtered_row(client, images, *filtered, k)
     return rows
+
+
+def _filtered_row(client, images: dict[str, bytes], p: Poster, rules: QueryRules, k: int) -> list[Row]:
+    """The row under business rules; none when the served model has no filtered signatures (an
+    export older than them): the page shows what the model can answer."""
+    from poster_similarity.client.poster_client import ServingError
+
+    try:
+        ans = client.similar_filtered([images[p.movie_id]], rules, k)[0]
+    except ServingError as e:
+        if "not found in signature def" in e.message:
+            return []
+        raise
+    heading = replace(rules, exclude=()).describe(like=p.title or p.movie_id)  # not "1 excluded": itself
+    return [Row("filtered", heading, [p.movie_id], ans, [set(rules.genres)])]
 
 
 def served_version(client) -> str | None:
@@ -187,7 +229,8 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
     inputs = [p.movie_id for p in qs] + [p.movie_id for p in mix or ()] + [p.movie_id for p in history]
     images = read_images(catalogue_glob, inputs)
 
-    rows = ask_server(client, catalogue_list, images, qs, mix, history, k)
+    filtered = (qs[0], choose_filtered(catalogue_list, qs[0], k)) if qs else None
+    rows = ask_server(client, catalogue_list, images, qs, mix, history, k, filtered)
     version = served_version(client)
 
     shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbors]))

@@ -38,6 +38,7 @@ class Poster:
     title: str
     genres: list[str]
     year: int = 0
+    group: str = ""  # series / crowding key (data contract's optional `group`)
 
     @property
     def primary(self) -> str:
@@ -47,7 +48,7 @@ class Poster:
 
 @dataclass
 class Row:
-    kind: str  # "query" | "mix" | "history"
+    kind: str  # "query" | "mix" | "history" | "filtered"
     heading: str
     inputs: list[str]  # movie ids shown on the left
     neighbors: list[tuple[str, float]]
@@ -272,7 +273,7 @@ def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[st
                 catalogue_size: int) -> str:
     page = _Page(catalogue, srcs)
     esc = html.escape
-    sections = {"query": [], "mix": [], "history": []}
+    sections: dict[str, list[str]] = {"query": [], "mix": [], "history": [], "filtered": []}
     for r in rows:
         sections[r.kind].append(page.row(r))
     out = [
@@ -287,22 +288,21 @@ def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[st
     ]
     legend = ('<span class="legend"><span class="lm">shares a genre with the query</span>'
               '<span>no genre in common</span></span>')
-    if sections["query"]:
-        out += ["<h2>Similar posters</h2>",
-                f'<p class="sub">Top-{K} neighbours of sample posters picked across genres '
-                f"(<code>serving_default</code>). A catalogue poster finds itself first.{legend}</p>"]
-        out += sections["query"]
-    if sections["mix"]:
-        out += ["<h2>Style mix</h2>",
-                '<p class="sub">Two posters of different genres: neighbours of their averaged, re-normalised '
-                "embedding (<code>embed</code> + <code>neighbors</code>). Tags say whose genre a result "
-                "shares.</p>"]
-        out += sections["mix"]
-    if sections["history"]:
-        out += ["<h2>Because you watched</h2>",
-                '<p class="sub">Recommendations for a short watch history (<code>recommend</code>; '
-                "watched titles are excluded).</p>"]
-        out += sections["history"]
+    intros = {  # kind → (heading, the paragraph under it)
+        "query": ("Similar posters", f"Top-{K} neighbours of sample posters picked across genres "
+                  f"(<code>serving_default</code>). A catalogue poster finds itself first.{legend}"),
+        "mix": ("Style mix", "Two posters of different genres: neighbours of their averaged, re-normalised "
+                "embedding (<code>embed</code> + <code>neighbors</code>). Tags say whose genre a result shares."),
+        "history": ("Because you watched", "Recommendations for a short watch history (<code>recommend</code>; "
+                    "watched titles are excluded)."),
+        "filtered": ("Under business rules", "A row as a streaming UI asks for it: neighbours of a poster that "
+                     "satisfy rules applied inside the model (<code>similar_filtered</code>): its genre, a "
+                     "20-year window, at most one poster per series where the catalogue has series, the "
+                     "poster itself excluded."),
+    }
+    for kind, (heading, intro) in intros.items():
+        if sections[kind]:
+            out += [f"<h2>{heading}</h2>", f'<p class="sub">{intro}</p>', *sections[kind]]
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     # The server's address is where the answers came from at generation time only (make demo's server
     # is gone once the demo ends): named in the footer as provenance, not as somewhere to go.

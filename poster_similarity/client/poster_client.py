@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from poster_similarity.client.rules import Filtered, QueryRules, filtered_answer, rule_inputs
+
 log = logging.getLogger(__name__)
 
 Neighbors = list[list[tuple[str, float]]]
@@ -200,6 +202,37 @@ class PosterClient:
                 log.warning("recommend: none of the ids %s is in the served catalogue; the answer is the "
                             "catalogue-wide fallback", list(history)[:5])
         return Recommendations(_pairs(out["movie_ids"], out["scores"], k), counts)
+
+    # -- filtered: the same queries under business rules, answered inside the model ------------
+    def similar_filtered(self, image_bytes_list: Sequence[bytes], rules: QueryRules | Sequence[QueryRules],
+                         k: int | None = None) -> Filtered:
+        """Nearest posters per image that satisfy `rules` (signature `similar_filtered`).
+
+        Args:
+            image_bytes_list: encoded images.
+            rules: one `QueryRules` for every image, or one per image.
+            k: results per image (overrides the rules' k; ≤ 1,000; None = the rules' k or the model's).
+
+        Returns:
+            Per image, `[(movie_id, score), …]`, best first: min(k, what the rules allow) results.
+        """
+        return self._filtered("similar_filtered", {"image_bytes": list(image_bytes_list)}, rules, k)
+
+    def neighbors_filtered(self, embeddings, rules: QueryRules | Sequence[QueryRules],
+                           k: int | None = None) -> Filtered:
+        """`neighbors` under `rules` (signature `neighbors_filtered`); arguments as `similar_filtered`."""
+        emb = np.asarray(embeddings, dtype=np.float32)
+        return self._filtered("neighbors_filtered", {"embedding": emb[None, :] if emb.ndim == 1 else emb}, rules, k)
+
+    def recommend_filtered(self, histories: Sequence[Sequence[str]], rules: QueryRules | Sequence[QueryRules],
+                           k: int | None = None) -> Filtered:
+        """`recommend` under `rules` (signature `recommend_filtered`): every history id is excluded;
+        the answer's `history_used` as in `recommend`."""
+        return self._filtered("recommend_filtered", {"history": history_rows(histories)}, rules, k)
+
+    def _filtered(self, signature: str, query: dict[str, Any], rules, k: int | None) -> Filtered:
+        batch = len(next(iter(query.values())))
+        return filtered_answer(self.predict(signature, {**query, **rule_inputs(rules, batch, k)}))
 
     def status(self) -> dict:
         """The model's version status, in TF Serving's REST JSON shape (over gRPC too)."""

@@ -1,5 +1,8 @@
 """`posters query`: similar posters per image, a style mix (--mix) or recommendations (--history),
-printed with titles and genres when `--catalogue` names the TFRecords.
+printed with titles and genres when `--catalogue` names the TFRecords. Business rules (--genre,
+--not-genre, --years, --tag, --not-tag, --exclude, --per-group) send the same queries to the model's
+filtered signatures, which apply them inside the model: then -k is the model's k (≤ 1,000), and
+fewer rows than k mean fewer posters satisfy the rules.
 
 Exit status: 0 answered; 1 the server rejected the request; 2 a mistake in the arguments (checked
 before anything is sent: `-k` < 1, a missing file or one that is not a JPEG/PNG/GIF/BMP image, a
@@ -15,6 +18,7 @@ import sys
 from collections.abc import Iterable
 
 from poster_similarity.client.checks import UsageError, check_catalogue, check_k, check_server, read_images
+from poster_similarity.client.rules import MAX_K, QueryRules, parse_years
 
 PROG = "posters query"
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_HISTORY_UNKNOWN = 0, 1, 2, 3
@@ -54,8 +58,36 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def rules_from_args(args: argparse.Namespace) -> QueryRules | None:
+    """The business rules the flags ask for; None without any (today's signatures answer then).
+
+    Raises:
+        UsageError: a malformed --years, a negative --per-group, -k above the model's cap.
+    """
+    years = (0, 0)
+    if getattr(args, "years", None):
+        try:
+            years = parse_years(args.years)
+        except ValueError as e:
+            raise UsageError(f"--{e}") from None
+    per_group = int(getattr(args, "per_group", 0) or 0)
+    if per_group < 0:
+        raise UsageError(f"--per-group must be >= 0, got {per_group}")
+    def flag(name: str) -> tuple[str, ...]:  # repeatable flags; Namespaces built by hand may lack them
+        return tuple(getattr(args, name, None) or ())
+
+    rules = QueryRules(genres=flag("genre"), not_genres=flag("not_genre"), years=years, tags=flag("tag"),
+                       not_tags=flag("not_tag"), exclude=flag("exclude"), per_group=per_group)
+    if not rules.any():
+        return None
+    if args.k > MAX_K:
+        raise UsageError(f"-k must be <= {MAX_K} with business rules (the model's cap), got {args.k}")
+    return rules
+
+
 def check_args(args: argparse.Namespace) -> tuple[list[bytes], list[str]]:
-    """Every argument mistake, before the server is asked or TensorFlow imported.
+    """Every argument mistake, before the server is asked or TensorFlow imported (the rules'
+    too: `rules_from_args`).
 
     Returns:
         The images' bytes and the watch history.
@@ -70,6 +102,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[bytes], list[str]]:
     if args.mix and not images:
         raise UsageError("--mix needs image files")
     check_k(args.k)
+    rules_from_args(args)
     check_server(args.server)
     check_catalogue(getattr(args, "catalogue", None))
     return read_images(images), history
@@ -91,23 +124,31 @@ def _history_status(history: list[str], used: list[int] | None) -> tuple[str, in
 
 
 def ask(client, args: argparse.Namespace, blobs: list[bytes], history: list[str]) -> tuple[list[tuple[str, list]], int]:
-    """The server's answers as (heading, rows) blocks, and the exit status they call for."""
+    """The server's answers as (heading, rows) blocks, and the exit status they call for. With
+    business rules, the filtered signatures answer and each heading names the rules."""
     import numpy as np
 
     k, blocks, status = args.k, [], EXIT_OK
+    rules = rules_from_args(args)
+    ruled = f" [{rules.describe()}]" if rules else ""
     if blobs and args.mix:
         emb = client.embed(blobs)
         mean = emb.mean(axis=0)
         mean /= max(float(np.linalg.norm(mean)), 1e-12)
-        blocks.append((f"style mix of {len(blobs)} images", client.neighbors(mean, k)[0]))
+        rows = client.neighbors_filtered(mean, rules, k) if rules else client.neighbors(mean, k)
+        blocks.append((f"style mix of {len(blobs)} images{ruled}", rows[0]))
     elif blobs:
-        blocks += list(zip(args.images, client.similar(blobs, k), strict=True))
+        rows = client.similar_filtered(blobs, rules, k) if rules else client.similar(blobs, k)
+        blocks += [(f"{name}{ruled}", r) for name, r in zip(args.images, rows, strict=True)]
     if history:
-        recs = client.recommend([history], k)
+        recs = client.recommend_filtered([history], rules, k) if rules else client.recommend([history], k)
         note, status = _history_status(history, recs.history_used)
-        blocks.append((f"recommendations after {' '.join(history)}{note}", recs[0]))
+        blocks.append((f"recommendations after {' '.join(history)}{note}{ruled}", recs[0]))
     longest = max((len(rows) for _, rows in blocks), default=0)
-    if blocks and longest < k:
+    fewest = min((len(rows) for _, rows in blocks), default=k)
+    if blocks and rules and fewest < k:
+        _warn(f"-k {k}: only {fewest} posters satisfy the rules for at least one query")
+    elif blocks and longest < k:
         _warn(f"-k {k}: the served model returned at most {longest} results per query")
     return blocks, status
 

@@ -10,10 +10,13 @@ Signatures (TF Serving names; string/float tensors in and out):
   recommend        history [B,H] ("" = pad)   → movie_ids, scores, history_used [B]
   embed_examples   examples [B] (tf.Example)  → embedding, logits, index_ids, exact_ids (TFMA)
   transform_features examples [B]             → genres_xf, movie_id   (TFMA labels)
+  neighbors_filtered / similar_filtered / recommend_filtered: the same queries under business rules
+                   (+ num_results, plan; `export_filtered`)
 Raw bytes go through `transform_features_layer()`, the graph Transform used for training.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -23,10 +26,18 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from poster_similarity.components.export_filtered import (
+    CatalogueAttributes,
+    attribute_report,
+    filtered_index,
+    filtered_signatures,
+    rule_catalogue,
+)
+from poster_similarity.components.filtered_search import PlanConfig
 from poster_similarity.components.preprocessing import GENRE_VOCAB
 from poster_similarity.components.retrieval_metrics import FROZEN_P10_OUTPUT, index_recall
 from poster_similarity.components.tower import embed_signature, pixels_from_examples, transform_features_signature
-from poster_similarity.components.warmup import poster_requests, write_warmup_requests
+from poster_similarity.components.warmup import filtered_requests, poster_requests, write_warmup_requests
 from poster_similarity.core.config import IndexConfig
 
 log = logging.getLogger(__name__)
@@ -145,11 +156,14 @@ class PosterServingModule(tf.Module):
     """Holds only trackable objects; feature specs are captured in closures, not attributes.
 
     `k` is the index's neighbours per answer (`build_index`'s report["k"]); when not given it is
-    read from the index's answer (`answer_width`).
+    read from the index's answer (`answer_width`). `attributes` are the catalogue's rule attributes
+    for the filtered signatures (None: none, the signatures still exist and take empty rules) and
+    `plan` their plan thresholds.
     """
 
     def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres, frozen_p10=0.0,
-                 k: int | None = None):
+                 k: int | None = None, attributes: CatalogueAttributes | None = None,
+                 plan: PlanConfig | None = None):
         super().__init__()
         self.tft_layer = tft_layer
         self.trained = trained  # the loaded tower SavedModel: embed_pixels, logits_pixels
@@ -197,37 +211,48 @@ class PosterServingModule(tf.Module):
             "recommend": self._recommend_signature(k, max_history), "embed_examples": embed_examples,
             "transform_features": transform_features,
         }
+        # The rule engine over the same id/embedding variables (tracked here, so they are saved once).
+        self.filtered_index = filtered_index(rule_catalogue(self.catalogue_ids, self.catalogue_emb, attributes),
+                                             index, k, plan)
+        self.serving_fns.update(filtered_signatures(
+            self.filtered_index, embed, lambda history: self.history_query(history, max_history)[:2]))
+
+    def history_query(self, history, max_history: int):
+        """(query [B, D] normalised, history_used [B], catalogue rows [B, H], kept [B, H]) of a history.
+
+        The query is the mean of the most recent `max_history` distinct catalogue ids of each row,
+        each counted once ("" and unknown ids are ignored; history_used counts the ids used); an
+        empty/unknown history falls back to the catalogue centroid.
+
+        Counting each id once at its first position is what makes the answer immune to TF
+        Serving's `pad_variable_length_inputs`: a short request batched with a longer one is
+        padded after its end with copies of its own first element (batching_util.cc), and those
+        copies are duplicates, so they change neither the centroid, nor the window, nor
+        history_used. (A multi-row request must start with "" for its other rows to be immune:
+        the project's client sends it that way.)"""
+        rows = self.id_table.lookup(history)  # [B,H] catalogue rows, -1 = "" or unknown
+        # First occurrence of each id per row: a stable sort by row makes equal ids adjacent,
+        # earliest first; the flags are scattered back through the inverse permutation.
+        order = tf.argsort(rows, axis=1, stable=True)
+        srt = tf.gather(rows, order, batch_dims=1)
+        first = tf.concat([tf.ones_like(srt[:, :1], tf.bool), tf.not_equal(srt[:, 1:], srt[:, :-1])], axis=1)
+        keep = tf.gather(first, tf.argsort(order, axis=1), batch_dims=1) & (rows >= 0)
+        # The window: the last `max_history` kept ids (trailing padding adds none).
+        keep &= tf.cumsum(tf.cast(keep, tf.int32), axis=1, reverse=True) <= max_history
+        known = tf.cast(keep, tf.float32)
+        vecs = tf.gather(self.catalogue_emb, tf.maximum(rows, 0)) * known[..., None]
+        used = tf.reduce_sum(known, axis=1)
+        centroid = tf.reduce_mean(self.catalogue_emb, axis=0, keepdims=True)
+        q = tf.where(used[:, None] > 0, tf.reduce_sum(vecs, axis=1), centroid)
+        return tf.math.l2_normalize(q, axis=-1), used, rows, keep
 
     def _recommend_signature(self, k: int, max_history: int):
         """The `recommend` signature: the user's history as one query, answers excluding the history."""
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history")])
         def recommend(history):
-            """Mean of the most recent `max_history` distinct catalogue ids of each row, each counted
-            once ("" and unknown ids are ignored; history_used counts the ids used); an empty/unknown
-            history falls back to the catalogue centroid. Those ids are left out of the answer.
-
-            Counting each id once at its first position is what makes the answer immune to TF
-            Serving's `pad_variable_length_inputs`: a short request batched with a longer one is
-            padded after its end with copies of its own first element (batching_util.cc), and those
-            copies are duplicates, so they change neither the centroid, nor the window, nor
-            history_used. (A multi-row request must start with "" for its other rows to be immune:
-            the project's client sends it that way.)"""
-            rows = self.id_table.lookup(history)  # [B,H] catalogue rows, -1 = "" or unknown
-            # First occurrence of each id per row: a stable sort by row makes equal ids adjacent,
-            # earliest first; the flags are scattered back through the inverse permutation.
-            order = tf.argsort(rows, axis=1, stable=True)
-            srt = tf.gather(rows, order, batch_dims=1)
-            first = tf.concat([tf.ones_like(srt[:, :1], tf.bool), tf.not_equal(srt[:, 1:], srt[:, :-1])], axis=1)
-            keep = tf.gather(first, tf.argsort(order, axis=1), batch_dims=1) & (rows >= 0)
-            # The window: the last `max_history` kept ids (trailing padding adds none).
-            keep &= tf.cumsum(tf.cast(keep, tf.int32), axis=1, reverse=True) <= max_history
-            known = tf.cast(keep, tf.float32)
-            vecs = tf.gather(self.catalogue_emb, tf.maximum(rows, 0)) * known[..., None]
-            used = tf.reduce_sum(known, axis=1)
-            centroid = tf.reduce_mean(self.catalogue_emb, axis=0, keepdims=True)
-            q = tf.where(used[:, None] > 0, tf.reduce_sum(vecs, axis=1), centroid)
-            q = tf.math.l2_normalize(q, axis=-1)
+            """The query of `history_query`; the window's ids are left out of the answer."""
+            q, used, rows, keep = self.history_query(history, max_history)
             # Over-fetch by the window size, drop the window's ids, keep the best k (tfrs's
             # query_with_exclusions needs a static history length; TF Serving clients send any H).
             scores, ids_ = self.index(q, k=k + max_history)
@@ -241,7 +266,8 @@ class PosterServingModule(tf.Module):
 
 
 def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, emb: np.ndarray, warmup: dict,
-                         export_dir: str, model_name: str, seed: int = 0, extra_info: dict | None = None) -> dict:
+                         export_dir: str, model_name: str, seed: int = 0, extra_info: dict | None = None,
+                         attributes: CatalogueAttributes | None = None, plan: PlanConfig | None = None) -> dict:
     """Build the catalogue's index and save the serving SavedModel (signatures: module docstring).
 
     Args:
@@ -254,6 +280,9 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
         model_name: written into the warm-up requests.
         seed: for the index's tuning queries.
         extra_info: more entries for `assets.extra/index_report.json`.
+        attributes: the catalogue's rule attributes in `ids` order (None: none); their genre
+            vocabulary is replaced by Transform's, the one the model was trained with.
+        plan: the filtered signatures' plan thresholds (None: `PlanConfig()`).
 
     Returns:
         The index report written to `assets.extra/index_report.json` (kind, parameters, recall vs
@@ -264,19 +293,23 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
     index, report = build_index(ids, emb, ic, seed)
     raw_spec = dict(tft_output.raw_feature_spec())
     frozen = ((extra_info or {}).get("did_training_help") or {}).get("baselines", {}).get("frozen_backbone", {})
+    rule_attrs = dataclasses.replace(attributes or CatalogueAttributes(), genre_vocab=genres)
     module = PosterServingModule(tft_output.transform_features_layer(), trained, index, ids, emb,
                                  (int(h), int(w)), raw_spec, len(genres),
-                                 float(frozen.get("macro_precision@10", 0.0)), k=report["k"])
+                                 float(frozen.get("macro_precision@10", 0.0)), k=report["k"],
+                                 attributes=rule_attrs, plan=plan)
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
     tf.saved_model.save(module, export_dir, signatures=signatures, options=options)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(export_dir) for f in fs)
-    report.update({"saved_model_bytes": size, "embedding_dim": int(emb.shape[1]), "genres": genres})
+    report.update({"saved_model_bytes": size, "embedding_dim": int(emb.shape[1]), "genres": genres,
+                   "rule_attributes": attribute_report(module.filtered_index.catalogue)})
     report.update(extra_info or {})
     images = list(warmup["images"])
     wemb = module.serving_fns["embed"](tf.constant(images))["embedding"].numpy()
     requests = poster_requests(images, list(warmup["ids"]), [[] for _ in images], wemb, raw_spec,
                                list(warmup.get("titles") or [b""] * len(images)))
+    requests += filtered_requests(images, list(warmup["ids"]), wemb, genres)
     write_warmup_requests(export_dir, requests, model_name)
     report["warmup_requests"] = len(requests)
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)

@@ -9,6 +9,9 @@ SavedModel loader gives every kernel instance of one loaded version the same res
 two kernels running their first call at once initialise one searcher concurrently ("Must specify
 num_neighbors and/or epsilon_distance"). One sequential request per ScaNN signature initialises
 the shared searcher before any concurrent traffic arrives.
+
+`poster_requests` covers today's signatures, `filtered_requests` the filtered ones (one request per
+signature, one row per plan).
 """
 from __future__ import annotations
 
@@ -133,3 +136,41 @@ def poster_requests(images: Sequence[bytes], ids: Sequence[bytes], genres: Seque
             ("transform_features", {"examples": examples[rows]}),
         ]
     return out
+
+
+def _rule_rows(values: Sequence[str | bytes]) -> np.ndarray:
+    """[B, 2] string rule input: each row "" then its value ("" = no rule). The leading "" is the
+    project's convention for TF Serving's padding rule (copies of a request's first element)."""
+    return np.array([[b"", v if isinstance(v, bytes) else v.encode()] for v in values], dtype=object)
+
+
+def filtered_requests(images: Sequence[bytes], ids: Sequence[bytes], embeddings: np.ndarray,
+                      genre_vocab: Sequence[str]) -> list[WarmupRequest]:
+    """One warm-up request per filtered signature (`export_filtered`), three rows each, so every plan
+    runs before traffic: a row without rules (the index's over-fetch plan on a large catalogue:
+    ScaNN's searcher initialised here, see the module docstring), a typical rule row (a genre, a
+    year range, an excluded id, at most 1 per group) and an impossible one (an unknown required tag:
+    the exact plan over nothing).
+
+    Args:
+      images / ids / embeddings: catalogue posters, as for `poster_requests` (at least one).
+      genre_vocab: the served model's genre vocabulary (a rule may only name these).
+    """
+    if not len(images):
+        raise ValueError("warm-up needs at least one poster")
+    pick = [i % len(images) for i in range(3)]
+    genre = genre_vocab[0] if len(genre_vocab) else ""
+    rules = {
+        "include_genres": _rule_rows(["", genre, ""]), "exclude_genres": _rule_rows(["", "", ""]),
+        "year_range": np.array([[0, 0], [1900, 2100], [0, 0]], np.int32),
+        "required_tags": _rule_rows(["", "", b"\x00warm-up: no poster has this tag"]),
+        "forbidden_tags": _rule_rows(["", "", ""]), "exclude_ids": _rule_rows(["", ids[0], ""]),
+        "per_group": np.array([0, 1, 0], np.int32), "k": np.array([0, 5, 0], np.int32),
+    }
+    imgs = np.array([images[i] for i in pick], dtype=object)
+    history = _rule_rows([ids[pick[0]], ids[pick[1]], ""])
+    return [
+        ("neighbors_filtered", {"embedding": np.asarray(embeddings, np.float32)[pick], **rules}),
+        ("similar_filtered", {"image_bytes": imgs, **rules}),
+        ("recommend_filtered", {"history": history, **rules}),
+    ]

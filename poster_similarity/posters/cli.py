@@ -197,6 +197,19 @@ def _add_serving_commands(sub: argparse._SubParsersAction, common: argparse.Argu
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST")
     s.add_argument("--model-name", default="posters", help="the served model's name")
     s.add_argument("--catalogue", "--catalog", help="TFRecords glob to show titles/genres for ids")
+    r = s.add_argument_group("business rules", "any of these asks the model's *_filtered signatures, which "
+                             "apply them inside the model (docs/serving.md#business-rules-filtered-signatures)")
+    r.add_argument("--genre", action="append", default=[], metavar="G", help="results have genre G "
+                   "(repeatable: any of them)")
+    r.add_argument("--not-genre", action="append", default=[], metavar="G", help="results lack genre G (repeatable)")
+    r.add_argument("--years", metavar="FROM-TO", help="results from these years, e.g. 1980-1999, 1980- or -1999")
+    r.add_argument("--tag", action="append", default=[], metavar="T", help="results have tag T, e.g. region:DE "
+                   "(repeatable: all of them)")
+    r.add_argument("--not-tag", action="append", default=[], metavar="T", help="results lack tag T (repeatable)")
+    r.add_argument("--exclude", action="append", default=[], metavar="ID", help="never return this movie id "
+                   "(repeatable)")
+    r.add_argument("--per-group", type=int, default=0, metavar="C", help="at most C results per series "
+                   "(crowding; 0 = no limit)")
     s.set_defaults(func=_lazy("poster_similarity.client.query"))
 
     s = _command(sub, "gallery", common, "HTML gallery (+PNG contact sheet) of neighbours from the served model")

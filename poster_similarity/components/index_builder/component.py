@@ -52,7 +52,8 @@ class IndexBuilder(base_component.BaseComponent):
         Args:
             model: the Trainer's tower `Model`.
             transform_graph: Transform's graph (raw bytes → pixels inside the served model).
-            embeddings: `CatalogueEmbedder`'s output (movie_id, title, embedding per poster).
+            embeddings: `CatalogueEmbedder`'s output (movie_id, title, embedding per poster, and the
+                poster's rule attributes: genres, year, optional tags / group / duplicate_group).
             catalogue: the raw catalogue `Examples` (a few posters become warm-up requests).
             index_config: `core.config.IndexConfig` as a dict.
             model_name: the served model's name (written into the warm-up requests).

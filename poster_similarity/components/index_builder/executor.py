@@ -1,11 +1,17 @@
 """IndexBuilder's executor: read the catalogue embeddings, wrap the tower SavedModel with the
-index, save the served SavedModel (`components.export`) into the output Model artifact."""
+index, save the served SavedModel (`components.export`) into the output Model artifact.
+
+The embedding examples also carry each poster's rule attributes (CatalogueEmbedder copies them from
+the raw catalogue): genres, year, tags and the crowding key, which `crowding_keys` takes from the
+`group` feature (franchise/series) or, failing that, from `duplicate_group` (near-duplicate set).
+"""
 from __future__ import annotations
 
 import json
 import logging
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 from tfx.dsl.components.base import base_executor
@@ -14,19 +20,61 @@ from tfx.utils import path_utils
 
 from poster_similarity.components.tower import TRAINING_REPORT
 from poster_similarity.core.config import PipelineConfig
-from poster_similarity.core.tfrecords import FEATURE_IMAGE, FEATURE_MOVIE_ID, FEATURE_TITLE, iter_serialized
+from poster_similarity.core.tfrecords import (
+    FEATURE_DUPLICATE_GROUP,
+    FEATURE_GENRES,
+    FEATURE_GROUP,
+    FEATURE_IMAGE,
+    FEATURE_MOVIE_ID,
+    FEATURE_TAGS,
+    FEATURE_TITLE,
+    FEATURE_YEAR,
+    iter_serialized,
+)
 
 log = logging.getLogger(__name__)
 
 WARMUP_POSTERS = 4
 
 
-def read_embeddings(patterns: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(ids, titles, embeddings [N, D] float32, duplicates dropped) of CatalogueEmbedder's output;
-    a movie_id seen twice keeps its first embedding (files in sorted order)."""
+class Catalogue(NamedTuple):
+    """CatalogueEmbedder's output, one entry per distinct movie_id."""
+
+    ids: np.ndarray  # [N] bytes
+    titles: np.ndarray  # [N] bytes
+    embeddings: np.ndarray  # [N, D] float32
+    duplicates: int  # records dropped because their movie_id was seen before
+    attributes: dict  # `export_filtered.CatalogueAttributes` fields (genre_vocab aside), see `read_embeddings`
+
+
+def _texts(f, key: str) -> list[str]:
+    return [v.decode("utf-8", "replace") for v in f[key].bytes_list.value] if key in f else []
+
+
+def crowding_keys(groups: list[str], duplicate_groups: list[str]) -> list[str] | None:
+    """Per poster, the key `per_group` crowds on: its `group` (franchise/series) when it has one;
+    else the group of its near-duplicate set (the first member's that has one), so a copy of a
+    franchise poster is crowded with that franchise; else its `duplicate_group` itself, so copies
+    of one artwork crowd each other; else none (""). The two namespaces are prefixed apart.
+    None when no poster has either (nothing stored in the served model)."""
+    if not any(groups) and not any(duplicate_groups):
+        return None
+    of_set: dict[str, str] = {}
+    for g, d in zip(groups, duplicate_groups, strict=True):
+        if g and d:
+            of_set.setdefault(d, g)
+    return [f"group:{g}" if g else f"group:{of_set[d]}" if d in of_set else f"duplicate:{d}" if d else ""
+            for g, d in zip(groups, duplicate_groups, strict=True)]
+
+
+def read_embeddings(patterns: list[str]) -> Catalogue:
+    """CatalogueEmbedder's output (files in sorted order); a movie_id seen twice keeps its first
+    embedding. Attributes: {"genres": [[str]], "years": int32 [N], "tags": [[str]] or None,
+    "groups": crowding keys [N] or None}; None = no poster has any, so the export stores nothing."""
     import tensorflow as tf
 
     ids, titles, vecs, seen, dup = [], [], [], set(), 0
+    genres, years, tags, groups, dups = [], [], [], [], []
     for pattern in patterns:
         for record in iter_serialized(pattern):
             f = tf.train.Example.FromString(record).features.feature
@@ -38,9 +86,17 @@ def read_embeddings(patterns: list[str]) -> tuple[np.ndarray, np.ndarray, np.nda
             ids.append(mid)
             titles.append(f[FEATURE_TITLE].bytes_list.value[0] if f[FEATURE_TITLE].bytes_list.value else b"")
             vecs.append(np.asarray(f["embedding"].float_list.value, np.float32))
+            genres.append(_texts(f, FEATURE_GENRES))
+            years.append(f[FEATURE_YEAR].int64_list.value[0] if FEATURE_YEAR in f and f[FEATURE_YEAR].int64_list.value
+                         else 0)
+            tags.append(_texts(f, FEATURE_TAGS))
+            groups.append((_texts(f, FEATURE_GROUP) or [""])[0])
+            dups.append((_texts(f, FEATURE_DUPLICATE_GROUP) or [""])[0])
     if not ids:
         raise ValueError("the catalogue has no embeddable poster: nothing to index")
-    return np.array(ids, dtype=object), np.array(titles, dtype=object), np.stack(vecs), dup
+    attributes = {"genres": genres, "years": np.clip(np.array(years, np.int64), 0, np.iinfo(np.int32).max)
+                  .astype(np.int32), "tags": tags if any(tags) else None, "groups": crowding_keys(groups, dups)}
+    return Catalogue(np.array(ids, dtype=object), np.array(titles, dtype=object), np.stack(vecs), dup, attributes)
 
 
 def warmup_posters(patterns: list[str], wanted: set[bytes], n: int = WARMUP_POSTERS) -> dict:
@@ -87,6 +143,7 @@ class Executor(base_executor.BaseExecutor):
         import tensorflow_transform as tft
 
         from poster_similarity.components.export import export_serving_model
+        from poster_similarity.components.export_filtered import CatalogueAttributes
         from poster_similarity.core.scann_ops import register_scann_ops
 
         self._log_startup(input_dict, output_dict, exec_properties)
@@ -97,7 +154,8 @@ class Executor(base_executor.BaseExecutor):
         transform_graph = artifact_utils.get_single_instance(input_dict["transform_graph"])
         out = artifact_utils.get_single_instance(output_dict["serving_model"])
 
-        ids, _, emb, duplicates = read_embeddings(_split_globs(embeddings))
+        cat = read_embeddings(_split_globs(embeddings))
+        ids, emb, duplicates = cat.ids, cat.embeddings, cat.duplicates
         tower_dir = path_utils.serving_model_path(tower.uri, path_utils.is_old_model_artifact(tower))
         trained = tf.saved_model.load(tower_dir)
         extra = {"catalogue_duplicates_dropped": duplicates,
@@ -111,7 +169,8 @@ class Executor(base_executor.BaseExecutor):
         report = export_serving_model(
             index_cfg, trained, tft.TFTransformOutput(transform_graph.uri), ids, emb,
             warmup_posters(_split_globs(catalogue), set(ids.tolist())), export_dir,
-            model_name=exec_properties["model_name"], seed=int(exec_properties["seed"]), extra_info=extra)
+            model_name=exec_properties["model_name"], seed=int(exec_properties["seed"]), extra_info=extra,
+            attributes=CatalogueAttributes(**cat.attributes))
         out.set_int_custom_property("catalogue_size", int(report["catalogue_size"]))
         out.set_float_custom_property("index_recall_vs_exact", float(report["recall_at_k_vs_exact"]))
         out.set_string_custom_property("index_kind", str(report["kind"]))
