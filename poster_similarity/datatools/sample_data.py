@@ -35,7 +35,7 @@ from poster_similarity.datatools.drawing import draw_credits, draw_title, make_t
 from poster_similarity.datatools.genres import GENRE_NAMES, GENRE_WEIGHTS, GENRES
 
 CSV_NAME = "posters.csv"
-CSV_COLUMNS = ("movie_id", "title", "year", "genres", "poster")
+CSV_COLUMNS = ("movie_id", "title", "year", "genres", "poster", "group")  # group: the series ("" = none)
 TFRECORD_DIR = "tfrecords"
 JPEG_QUALITY = 90
 PALETTES = ("graded", "genre")
@@ -180,14 +180,15 @@ def generate(out_dir: str | os.PathLike, n: int, size: tuple[int, int] = (200, 3
         wr = csv.writer(f, lineterminator="\n")
         wr.writerow(CSV_COLUMNS)
         for r in records:
-            wr.writerow([r["movie_id"], r["title"], r["year"], tfr.join_genres(r["genres"]), r["poster"]])
+            wr.writerow([r["movie_id"], r["title"], r["year"], tfr.join_genres(r["genres"]), r["poster"], r["series"]])
     if tfrecords:
         tf_dir = out / TFRECORD_DIR
         tf_dir.mkdir(exist_ok=True)
         for old in tf_dir.glob("data-*"):  # a previous run may have used another shard count
             old.unlink()
         shards = max(1, min(4, n // 100))
-        examples = (tfr.make_example(r["movie_id"], data, r["genres"], r["title"], r["year"])
+        # The series is the poster's crowding group: "max 1 per series" in served answers.
+        examples = (tfr.make_example(r["movie_id"], data, r["genres"], r["title"], r["year"], group=r["series"])
                     for r, data in zip(records, images, strict=True))
         tfr.write_sharded(examples, str(tf_dir), shards=shards, gzip=False)
     return records
