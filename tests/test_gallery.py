@@ -131,12 +131,12 @@ def test_gallery_renders_in_chromium_with_every_answer_from_the_server(trained_m
     dom = _Dom()
     dom.feed(dom_file.read_text(encoding="utf-8"))
     kinds = [row["kind"] for row in dom.rows]
-    assert kinds == ["query"] * queries + ["mix", "history"]
-    inputs = {"query": 1, "mix": 2, "history": 3}
+    assert kinds == ["query"] * queries + ["mix", "history", "filtered"]
+    inputs = {"query": 1, "mix": 2, "history": 3, "filtered": 1}
     for row in dom.rows:  # every neighbour is a catalogue poster with its picture
         assert row["cards"] == inputs[row["kind"]] + K
         assert row["imgs"] == inputs[row["kind"]] + K
-    total = queries * (1 + K) + (2 + K) + (3 + K)
+    total = queries * (1 + K) + (2 + K) + (3 + K) + (1 + K)
     assert dom.body.get("data-ready") == "1", "the page's load script did not run"
     assert dom.body.get("data-images") == str(total)
     assert dom.body.get("data-broken") == "0", "some images failed to load in Chromium"
