@@ -200,8 +200,8 @@ def test_gallery_over_grpc_gives_the_same_rows(trained_model, served, tmp_path):
 def test_gallery_reports_an_unreachable_server(tmp_path, capsys):
     from argparse import Namespace
 
-    from poster_similarity.datatools import sample_data
     from poster_similarity.client import gallery
+    from poster_similarity.datatools import sample_data
 
     # A catalogue is needed before the server is asked: three real posters in a TFRecord.
     sample_data.generate(str(tmp_path / "p"), 3, size=(64, 96), seed=1, tfrecords=True)

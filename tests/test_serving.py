@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from poster_similarity.client import query as query_mod
 from poster_similarity.client import PosterClient, ServerUnavailable, ServingError
+from poster_similarity.client import query as query_mod
 from poster_similarity.serving.server import ModelServer
 from poster_similarity.serving.server import main as server_main
 from tests.helpers import POSTERS_CLI, ROOT

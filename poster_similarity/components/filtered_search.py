@@ -76,11 +76,11 @@ def brute_force_candidates(embeddings: tf.Variable) -> ApproxTopK:
     return topk
 
 
-def scann_candidates(layer, pre_reorder_factor: float = 4.0) -> ApproxTopK:
+def scann_candidates(layer, pre_reorder_factor: float = 2.0) -> ApproxTopK:
     """Candidates from a built tfrs ScaNN layer as catalogue rows (its searcher directly, since the
     layer may map rows to ids). ScaNN re-scores `max(k′·factor, the layer's reordering)` exactly:
-    at 1M posters reordering only k′ lost the filtered top-10 at 10 % allowed (recall 0.93); 4·k′
-    costs ~nothing and gives ≥ 0.99 (bench/filtered_search.py)."""
+    at 1M posters (bench/filtered_search.py) reordering only k′ = 200 lost part of the filtered
+    top-10 at 10 % allowed (recall 0.93); 2·k′ gives 0.995 for ~0.04 ms, 4·k′ 0.998 for ~0.1 ms."""
     from scann.scann_ops.py import scann_ops
 
     reorder = int(getattr(layer, "_num_reordering_candidates", None) or 0)
@@ -192,15 +192,17 @@ def approx_plan(cat: RuleCatalogue, queries, enc: EncodedRules, plan: Plan, need
     rules/exclusions/crowding: ([B, width] rows, scores, complete [B] = k found)."""
     kp = tf.maximum(tf.cast(tf.minimum(tf.reduce_max(need), float(cat.size)), tf.int32), width)
     dist, cand = approx_topk(queries, kp)
-    # A source may return fewer than asked: ScaNN pads a short row with row 0 at distance NaN.
-    cand = tf.where(tf.math.is_nan(dist), -1, tf.cast(cand, tf.int32))
-    cand = tf.pad(cand, [[0, 0], [0, tf.maximum(width - tf.shape(cand)[1], 0)]], constant_values=-1)
-    ok = (cand >= 0) & (cand < cat.size)
+    # A source may return fewer than asked (ScaNN pads a short row with row 0 at distance NaN);
+    # top_k below needs `width` columns: pad with NaN too.
+    pad = [[0, 0], [0, tf.maximum(width - tf.shape(cand)[1], 0)]]
+    dist, cand = tf.pad(dist, pad, constant_values=np.nan), tf.pad(tf.cast(cand, tf.int32), pad)
+    ok = ~tf.math.is_nan(dist)
+    exact_scores = getattr(approx_topk, "exact_scores", False)  # the source's scores are exact dot products
+    if not exact_scores:
+        ok &= (cand >= 0) & (cand < cat.size)
     cand = tf.where(ok, cand, 0)
-    if getattr(approx_topk, "exact_scores", False):  # the source's scores are exact dot products
-        scores = tf.pad(dist, [[0, 0], [0, tf.shape(cand)[1] - tf.shape(dist)[1]]])
-    else:
-        scores = tf.reduce_sum(queries[:, None, :] * tf.gather(cat.embeddings, cand), axis=2)  # (einsum: 10× slower)
+    scores = dist if exact_scores else tf.reduce_sum(queries[:, None, :] * tf.gather(cat.embeddings, cand), axis=2)
+
     def masked():
         m = ok & batch_mask(cat, enc, cand)
         return m & ~is_excluded(enc, cand) if has_lists(enc) else m
@@ -231,8 +233,7 @@ def exact_row(cat: RuleCatalogue, query, enc: EncodedRules, i, cfg: PlanConfig, 
         cand = tf.gather(cat.post_rows, tf.ragged.range(plan.driver_starts[i], plan.driver_starts[i]
                                                         + plan.driver_lens[i]).flat_values)
         one = gather_rules(enc, i[None])
-        ok = batch_mask(cat, one, cand[None])[0]
-        ok = ok & ~is_excluded(one, cand[None])[0] if has_lists(enc) else ok
+        ok = batch_mask(cat, one, cand[None])[0] & ~is_excluded(one, cand[None])[0]
         rows = tf.sort(tf.boolean_mask(cand, ok))  # ascending, as the mask path; repeats adjacent
         rows = tf.boolean_mask(rows, tf.concat([[True], rows[1:] != rows[:-1]], 0)[:tf.size(rows)])
         return rows, tf.linalg.matvec(tf.gather(cat.embeddings, rows), query)
@@ -276,41 +277,41 @@ def exact_row(cat: RuleCatalogue, query, enc: EncodedRules, i, cfg: PlanConfig, 
     return rows[0], scores[0]
 
 
-def _search(cat: RuleCatalogue, queries, rules: Rules, approx_topk: ApproxTopK | None, cfg: PlanConfig,
-            default_k: int, lists: bool):
-    """One batch through encode → plan → approx → exact fallback: ([B, K] rows, scores, plan index)."""
+def _approx_part(cat: RuleCatalogue, queries, rules: Rules, approx_topk: ApproxTopK, cfg: PlanConfig,
+                 default_k: int, lists: bool):
+    """Encode → plan → approx for the rows it suits: ([B, K] rows, scores, complete [B], use_approx [B])."""
     batch = tf.shape(queries)[0]
     enc = encode_rules(cat, rules, batch, default_k, cfg.max_k, lists=lists)
     width = tf.maximum(tf.reduce_max(enc.k), 1)
     plan = plan_rows(cat, enc)
-    none = (tf.fill([batch, width], -1), tf.fill([batch, width], -np.inf), tf.zeros([batch], tf.bool))
-    if approx_topk is None:
-        use_approx = tf.zeros([batch], tf.bool)
-        rows, scores, complete = none
+    need = overfetch_need(enc, plan, cfg)
+    small = max(cfg.exact_max_rows, cfg.exact_max_fraction * cat.size)
+    use_approx = (tf.cast(plan.driver_size, tf.float32) > small) & (need <= cfg.max_candidates)
+    rows, scores, complete = tf.cond(
+        tf.reduce_any(use_approx),
+        lambda: approx_plan(cat, queries, enc, plan, tf.where(use_approx, need, 0.0), approx_topk, width),
+        lambda: (tf.fill([batch, width], -1), tf.fill([batch, width], -np.inf), tf.zeros([batch], tf.bool)))
+    return rows, scores, complete & use_approx, use_approx
+
+
+def _exact_part(cat: RuleCatalogue, queries, rules: Rules, cfg: PlanConfig, default_k: int, prior=None):
+    """The exact plan for every row not `complete` in prior = (rows, scores, complete) (None: all
+    rows): ([B, K] rows, scores). It encodes and plans again (general encoding), so that the branch
+    that calls it needs only the request, not the approx part's intermediate tensors."""
+    batch = tf.shape(queries)[0]
+    enc = encode_rules(cat, rules, batch, default_k, cfg.max_k)
+    plan = plan_rows(cat, enc)
+    if prior is None:
+        width = tf.maximum(tf.reduce_max(enc.k), 1)
+        rows, scores, complete = tf.fill([batch, width], -1), tf.fill([batch, width], -np.inf), tf.zeros([batch], bool)
     else:
-        need = overfetch_need(enc, plan, cfg)
-        small = max(cfg.exact_max_rows, cfg.exact_max_fraction * cat.size)
-        use_approx = (tf.cast(plan.driver_size, tf.float32) > small) & (need <= cfg.max_candidates)
-        rows, scores, complete = tf.cond(
-            tf.reduce_any(use_approx),
-            lambda: approx_plan(cat, queries, enc, plan, tf.where(use_approx, need, 0.0), approx_topk, width),
-            lambda: none)
-    complete &= use_approx
-
-    # The exact rows run in a function the graph does not inline: when every row is complete, the
-    # untaken branch is then one dead node, not the hundreds of the exact plan's loop.
-    @tf.function(autograph=False, experimental_attributes={"_noinline": True})
-    def run_exact(queries, enc, plan, complete, rows, scores, width):
-        ie = tf.cast(tf.where(~complete)[:, 0], tf.int32)
-        e_rows, e_scores = tf.map_fn(
-            lambda i: exact_row(cat, queries[i], enc, i, cfg, width, plan), ie,
-            fn_output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)))
-        return (tf.tensor_scatter_nd_update(rows, ie[:, None], e_rows),
-                tf.tensor_scatter_nd_update(scores, ie[:, None], e_scores))
-
-    rows, scores = tf.cond(tf.reduce_all(complete), lambda: (rows, scores),
-                           lambda: run_exact(queries, enc, plan, complete, rows, scores, width))
-    return rows, scores, tf.where(complete, 1, tf.where(use_approx, 2, 0))
+        (rows, scores, complete), width = prior, tf.shape(prior[0])[1]
+    ie = tf.cast(tf.where(~complete)[:, 0], tf.int32)
+    e_rows, e_scores = tf.map_fn(
+        lambda i: exact_row(cat, queries[i], enc, i, cfg, width, plan), ie,
+        fn_output_signature=(tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.float32)))
+    return (tf.tensor_scatter_nd_update(rows, ie[:, None], e_rows),
+            tf.tensor_scatter_nd_update(scores, ie[:, None], e_scores))
 
 
 def filtered_search(cat: RuleCatalogue, queries: tf.Tensor, rules: Rules, approx_topk: ApproxTopK | None = None,
@@ -322,19 +323,30 @@ def filtered_search(cat: RuleCatalogue, queries: tf.Tensor, rules: Rules, approx
 
     Fast path: a batch whose genre, tag and id lists are all empty (no rules, or only year ranges,
     crowding and k) needs no vocabulary lookups, no word tests and no exclusions; it runs a
-    specialisation of the same code (`encode_rules(lists=False)`), and the general one is a function
-    call the graph does not inline, so the fast path never pays for its hundreds of dead nodes."""
-    lists = [rules.include_genres, rules.exclude_genres, rules.required_tags, rules.forbidden_tags,
-             rules.exclude_ids]
-    cheap = tf.reduce_all(tf.stack([tf.reduce_all(t == "") for t in lists]))
+    specialisation of the same code (`encode_rules(lists=False)`). The general approx part and the
+    exact part are function calls the graph does not inline, so a branch not taken costs one dead
+    node, not the hundreds of nodes of its body (the exact part's loop above all)."""
+    def no_inline(fn):
+        return tf.function(fn, autograph=False, experimental_attributes={"_noinline": True})
 
-    @tf.function(autograph=False, experimental_attributes={"_noinline": True})
-    def general(queries, rules):
-        return _search(cat, queries, rules, approx_topk, cfg, default_k, lists=True)
+    @no_inline
+    def exact_part(queries, rules, prior):
+        return _exact_part(cat, queries, rules, cfg, default_k, prior)
 
-    rows, scores, plan_index = tf.cond(
-        cheap, lambda: _search(cat, queries, rules, approx_topk, cfg, default_k, lists=False),
-        lambda: general(queries, rules))
+    if approx_topk is None:
+        rows, scores = exact_part(queries, rules, None)
+        complete = use_approx = tf.zeros([tf.shape(queries)[0]], tf.bool)
+    else:
+        lists = [rules.include_genres, rules.exclude_genres, rules.required_tags, rules.forbidden_tags,
+                 rules.exclude_ids]
+        cheap = tf.reduce_all(tf.stack([tf.reduce_all(t == "") for t in lists]))
+        general = no_inline(lambda q, r: _approx_part(cat, q, r, approx_topk, cfg, default_k, lists=True))
+        rows, scores, complete, use_approx = tf.cond(
+            cheap, lambda: _approx_part(cat, queries, rules, approx_topk, cfg, default_k, lists=False),
+            lambda: general(queries, rules))
+        rows, scores = tf.cond(tf.reduce_all(complete), lambda: (rows, scores),
+                               lambda: exact_part(queries, rules, (rows, scores, complete)))
+    plan_index = tf.where(complete, 1, tf.where(use_approx, 2, 0))
     return {"movie_ids": tf.where(rows >= 0, tf.gather(cat.ids, tf.maximum(rows, 0)), ""), "scores": scores,
             "rows": rows, "num_results": tf.reduce_sum(tf.cast(rows >= 0, tf.int32), axis=1),
             "plan": tf.gather(tf.constant(PLANS), plan_index)}

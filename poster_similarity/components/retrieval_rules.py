@@ -268,14 +268,15 @@ def encode_rules(cat: RuleCatalogue, rules: Rules, batch: tf.Tensor, default_k: 
     and id lists are all empty) skips the lookups and encodes the lists as zero-width tensors, which
     the plans recognise statically (`has_lists`) and skip."""
     r = rules
-    lists_in = [r.include_genres, r.exclude_genres, r.required_tags, r.forbidden_tags, r.exclude_ids]
-    shapes = tf.gather(tf.stack(tf.shape_n(lists_in) + [tf.shape(r.year_range)]), [0, 1, 5, 2, 3, 4])  # Rules order
-    caps = [MAX_GENRE_RULES, MAX_GENRE_RULES, 2, MAX_TAG_RULES, MAX_TAG_RULES, MAX_EXCLUDE_IDS]
-    ok = [shapes[:, 1] <= caps, tf.concat([shapes[:, 0], *tf.shape_n([r.per_group, r.k])], 0) == batch,
+    fields = ["include_genres", "exclude_genres", "required_tags", "forbidden_tags", "exclude_ids"]
+    caps = [MAX_GENRE_RULES, MAX_GENRE_RULES, MAX_TAG_RULES, MAX_TAG_RULES, MAX_EXCLUDE_IDS]
+    shapes = tf.stack(tf.shape_n([getattr(r, f) for f in fields]))  # [5, 2] (year_range: [B, 2] by its spec)
+    ok = [shapes[:, 1] <= caps, tf.concat([shapes[:, 0], *tf.shape_n([r.year_range[:, 0], r.per_group, r.k])],
+                                          0) == batch,
           tf.stack([tf.reduce_min(r.year_range) >= 0, tf.reduce_min(r.per_group) >= 0, tf.reduce_min(r.k) >= 0,
                     tf.reduce_max(r.k) <= max_k])]
-    messages = ([f"{f}: at most {c} entries per row" for f, c in zip(Rules._fields, caps, strict=False)]
-                + [f"{f}: one row per query expected" for f in Rules._fields]
+    messages = ([f"{f}: at most {c} entries per row" for f, c in zip(fields, caps, strict=True)]
+                + [f"{f}: one row per query expected" for f in fields + ["year_range", "per_group", "k"]]
                 + ["year_range: 0 (open) or a year", "per_group: 0 (off) or a positive limit",
                    "k: 0 (default) or a positive count", f"k: at most {max_k}"])
     gated = [tf.cast(r.year_range, tf.int64), r.per_group, r.k]
@@ -352,7 +353,9 @@ def batch_mask(cat: RuleCatalogue, enc: EncodedRules, rows: tf.Tensor) -> tf.Ten
     any-of genre term needs a switch; all-of and none-of are one test: words & test == want."""
     attrs = cat.attribute_rows(rows)  # [B, C, 1 + Wg + Wt]
     y = attrs[:, :, 0]
-    mask = (y >= enc.year_min[:, None]) & (y <= enc.year_max[:, None]) & ~enc.impossible[:, None]
+    mask = (y >= enc.year_min[:, None]) & (y <= enc.year_max[:, None])
+    if has_lists(enc):
+        mask &= ~enc.impossible[:, None]
     if enc.test_words.shape[1]:  # static: no genres and tags (catalogue or batch) → no word terms
         words = attrs[:, :, 1:]
         mask &= tf.reduce_all(tf.bitwise.bitwise_and(words, enc.test_words[:, None, :]) == enc.want_words[:, None, :],

@@ -301,10 +301,11 @@ def _reread(a: _Accepted) -> bytes:
     return data
 
 
-def _examples(accepted: list[_Accepted], tally: _Tally, placeholders: dict[str, Rejected], interrupted: Any
-              ) -> Iterator[Any]:
+def _examples(accepted: list[_Accepted], tally: _Tally, placeholders: dict[str, Rejected],
+              duplicate_groups: dict[str, str], interrupted: Any) -> Iterator[Any]:
     """Pass 2: the tf.Examples to write; placeholder posters (`placeholders`: id → rejection) are
-    rejected here, after every row was checked."""
+    rejected here, after every row was checked. A poster sharing its artwork gets the optional
+    `duplicate_group` feature (the group's smallest movie id: the index's crowding key)."""
     for a in accepted:
         if interrupted.is_set():
             raise KeyboardInterrupt
@@ -314,7 +315,8 @@ def _examples(accepted: list[_Accepted], tally: _Tally, placeholders: dict[str, 
         data = a.data if a.data is not None else _reread(a)
         tally.accept(a.row, a.info)
         yield tfr.make_example(a.row.movie_id, data, a.row.genres, a.row.title, a.row.year,
-                               tags=a.row.tags, group=a.row.group)
+                               tags=a.row.tags, group=a.row.group,
+                               duplicate_group=duplicate_groups.get(a.row.movie_id, ""))
 
 
 def _report(source: Source, tally: _Tally, paths: list[str], settings: dict[str, Any],
@@ -370,10 +372,12 @@ def import_source(read: Callable[[], Source], out_dir: str | os.PathLike, shards
         try:
             index = nd.NearDuplicateIndex(max_pixels=max_pixels)
             accepted = _check_all(source.rows, tally, index, min_size, max_pixels, interrupted, progress)
-            duplicates, why = nd.import_report(index.find(), placeholder_min_ids, keep_placeholders)
+            found = index.find()
+            duplicates, why = nd.import_report(found, placeholder_min_ids, keep_placeholders)
             placeholders = {m: Rejected("placeholder_image", w) for m, w in why.items()}
-            paths = tfr.write_sharded(_examples(accepted, tally, placeholders, interrupted), str(tmp), shards=shards,
-                                      gzip=gzip)
+            groups = {m: g.key for g in found.groups for m in g.movie_ids}
+            paths = tfr.write_sharded(_examples(accepted, tally, placeholders, groups, interrupted), str(tmp),
+                                      shards=shards, gzip=gzip)
             settings = {"gzip": gzip, "min_size": min_size, "max_pixels": max_pixels,
                         "placeholder_min_ids": placeholder_min_ids, "keep_placeholders": keep_placeholders,
                         "seconds": round(time.perf_counter() - t0, 2)}
