@@ -93,3 +93,14 @@ def test_import_run_is_quiet_and_verbose_brings_tensorflow_logs_back(tmp_path):
     assert verbose.returncode == 0, verbose.stderr
     assert TF_CPP_LINE.search(verbose.stderr), verbose.stderr[-2000:]
     assert verbose.stdout == quiet.stdout.replace(str(tmp_path / "q"), str(tmp_path / "v"))
+
+
+def test_import_placeholder_flags_reach_the_importer_with_its_default():
+    from poster_similarity.datatools import near_duplicates as nd
+    from poster_similarity.posters.cli import build_parser
+
+    args = build_parser("import").parse_args(["import", "--csv", "a.csv", "--images", "i", "--out", "o"])
+    assert (args.placeholder_min_ids, args.keep_placeholders) == (nd.PLACEHOLDER_MIN_IDS, False)
+    args = build_parser("import").parse_args(["import", "--folders", "d", "--out", "o", "--placeholder-min-ids", "9",
+                                              "--keep-placeholders"])
+    assert (args.placeholder_min_ids, args.keep_placeholders) == (9, True)

@@ -93,7 +93,7 @@ def test_rejections_conversions_and_reconciliation(messy, tmp_path):
     assert report["written"] == 8 and report["rejected_total"] == 7
     assert report["rejected"] == {"missing_movie_id": 0, "missing_file": 1, "empty_file": 1, "undecodable": 1,
                                   "truncated": 1, "no_genres": 1, "duplicate_movie_id": 1, "too_small": 1,
-                                  "too_large": 0}
+                                  "too_large": 0, "placeholder_image": 0}
     got = {(r["line"], r["movie_id"], r["reason"]) for r in report["rejections"]}
     assert got == {(9, "m08", "truncated"), (10, "m09", "empty_file"), (11, "m10", "undecodable"),
                    (12, "m11", "too_small"), (13, "m12", "missing_file"), (14, "m01", "duplicate_movie_id"),

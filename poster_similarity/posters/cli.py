@@ -118,6 +118,9 @@ def _command(sub: argparse._SubParsersAction, name: str, common: argparse.Argume
                           formatter_class=DefaultsFormatter, **kwargs)
 
 
+PLACEHOLDER_MIN_IDS = 4  # datatools.near_duplicates.PLACEHOLDER_MIN_IDS (not imported: help stays instant)
+
+
 def _add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """`posters import`: exactly one input, `--csv` (+ `--images`) or `--folders` (docs/data.md)."""
     s = _command(sub, "import", common, "import a poster CSV + image folder, or a folder per genre, into TFRecords")
@@ -133,6 +136,10 @@ def _add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     s.add_argument("--max-pixels", type=int, default=1 << 24,
                    help="reject images whose header declares more pixels (default 4096x4096 = %(default)s, "
                         "as Transform and serving)")
+    s.add_argument("--placeholder-min-ids", type=int, default=PLACEHOLDER_MIN_IDS, metavar="N",
+                   help="one artwork shared by more than N movie ids is a placeholder ('no image' card, logo)")
+    s.add_argument("--keep-placeholders", action="store_true",
+                   help="import placeholder posters anyway (they are rejected as placeholder_image by default)")
     s.set_defaults(func=_lazy("poster_similarity.datatools.ingest"))
 
 
