@@ -164,7 +164,9 @@ def test_real_server_batches_rest_and_grpc_and_isolates_a_corrupt_image(tmp_path
             addr = f"127.0.0.1:{srv.rest_port if proto == 'rest' else srv.grpc_port}"
             client = PosterClient(addr, "posters", protocol=proto, timeout=30)
             if i == 15:
-                return client.predict("serving_default", {"image_bytes": [b"not an image"]})
+                # A PNG cut after its header: the server's header check lets it through, so the
+                # decoder fails inside the merged call and the batcher must isolate it.
+                return client.predict("serving_default", {"image_bytes": [png(COLOURS[0])[:40]]})
             return client.predict("serving_default", {"image_bytes": [png(COLOURS[i % len(COLOURS)])]})
 
         out, errors = _concurrently(ask, list(range(16)))
