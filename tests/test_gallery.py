@@ -223,3 +223,33 @@ def test_header_answers_did_training_help():
     assert section.index("model <b>0.610</b>") < section.index("frozen backbone <b>0.500</b> (model ×1.22)")
     assert "random <b>0.200</b> (model ×3.05)" in section
     assert "did-training-help" not in _gate_html({"blessed": True, "metrics": {}}, "1")
+
+
+def test_duplicates_panel_from_the_import_report(tmp_path, capsys):
+    from argparse import Namespace
+
+    from poster_similarity.client import gallery
+    from poster_similarity.client.gallery_page import render_html
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"near_duplicates": [
+        {"group": "m01", "movie_ids": ["m01", "m14"],
+         "pairs": [{"a": "m01", "b": "m14", "evidence": "identical_bytes"}]},
+        {"group": "m02", "movie_ids": ["m02", "m03", "m09"], "pairs": []}]}))
+    groups = gallery.read_duplicate_groups(str(report))
+    assert groups == [["m01", "m14"], ["m02", "m03", "m09"]]
+    catalogue = {"m01": Poster("m01", "Alien", ["Horror"]), "m14": Poster("m14", "Alien (DVD)", ["Horror"])}
+    page = render_html([], catalogue, {"m01": "img/m01.png"}, model_name="posters", server="s", protocol="rest",
+                       version="1", metrics_doc=None, catalogue_size=2, duplicate_groups=groups)
+    panel = page[page.index("Duplicates found"):]
+    assert panel.index('data-id="m01"') < panel.index('data-id="m14"') < panel.index('data-group="m02"')
+    assert "Duplicates found" not in render_html([], catalogue, {}, model_name="p", server="s", protocol="rest",
+                                                 version=None, metrics_doc=None, catalogue_size=2)
+    # A missing report is an argument mistake, caught before the catalogue is read or the server asked.
+    (tmp_path / "c.tfrecord").write_bytes(b"")
+    rc = gallery.main(Namespace(server="127.0.0.1:9", model_name="posters", out=str(tmp_path / "g"),
+                                catalogue=str(tmp_path / "c.tfrecord"), queries=2, metrics=None, grpc=False,
+                                seed=0, import_report=str(tmp_path / "nope.json")))
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--import-report" in err and "no such file" in err

@@ -1,6 +1,7 @@
 """Property tests of the in-graph rule engine: random catalogues × random rules, against a
 numpy brute-force filtered search, with an exact candidate source, a deliberately lossy one and the
-real tfrs ScaNN layer; plus a SavedModel round trip and hostile request sizes."""
+real tfrs ScaNN layer; the fast path for batches without genre/tag/id lists; every exact-plan driver;
+plus a SavedModel round trip and hostile request sizes."""
 from __future__ import annotations
 
 import os
@@ -153,12 +154,20 @@ def check(world: dict, out: dict, queries: np.ndarray, rules: list[dict], exact_
             np.testing.assert_allclose(out["scores"][b][:n], ref_scores, atol=1e-5)
 
 
-def run_cases(world, index, seed, cases, batch=6, exact_plans=PLANS):
+def cheap_rule(rng, w: dict) -> dict:
+    """Only what the fast path handles: a year range, crowding, k (no genre, tag or id list)."""
+    r = random_rule(rng, w)
+    r.update(include_genres=[], exclude_genres=[], required_tags=[], forbidden_tags=[], exclude_ids=[])
+    return r
+
+
+def run_cases(world, index, seed, cases, batch=6, exact_plans=PLANS, rule=random_rule):
+    """index: a FilteredIndex, or its traced signature (a trace costs seconds: reuse one)."""
     rng = np.random.default_rng(seed)
-    fn = index.signature()
+    fn = index.signature() if isinstance(index, FilteredIndex) else index
     seen = set()
     for _ in range(cases):
-        rules = [random_rule(rng, world) for _ in range(batch)]
+        rules = [rule(rng, world) for _ in range(batch)]
         qrows = rng.integers(0, len(world["ids"]), batch)
         queries = world["emb"][qrows] + 0.3 * rng.standard_normal((batch, world["emb"].shape[1])).astype(np.float32)
         queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -198,6 +207,52 @@ def test_tfrs_scann_layer():
     index = FilteredIndex(cat, scann_candidates(layer), config=CFG, approx_layer=layer)
     plans = run_cases(world, index, 14, 10, exact_plans=("exact", "approx+exact"))
     assert "approx" in plans
+
+
+def test_fast_path_without_lists_matches_numpy_and_the_general_path():
+    """A batch whose genre/tag/id lists are all empty takes the fast path (no lookups, no word
+    tests): same answers as numpy, with a lossy source too (its approx+exact fallback re-encodes on
+    the general path), and as the general path (the same rules plus a forbidden tag nobody has)."""
+    world = make_world(7, 800)
+    cat = catalogue(world)
+    fn = FilteredIndex(cat, brute_force_candidates(cat.embeddings), config=CFG).signature()
+    assert {"exact", "approx"} <= run_cases(world, fn, 17, 6, rule=cheap_rule)
+    lossy = FilteredIndex(cat, lossy_candidates(cat.embeddings), config=CFG).signature()
+    run_cases(world, lossy, 18, 3, exact_plans=("exact", "approx+exact"), rule=cheap_rule)
+    rng = np.random.default_rng(19)
+    # ~40 posters in 2000–2003 (> 30: approx), half of them on rows the lossy source never returns
+    rules = [{**cheap_rule(rng, world), "year_range": [2000, 2003], "k": 25} for _ in range(2)]
+    queries = world["emb"][:2]
+    out = {k: v.numpy() for k, v in lossy(tf.constant(queries), *as_tensors(rules)).items()}
+    out["rows"] = np.array([[int(i[1:]) if i else -1 for i in r] for r in out["movie_ids"].astype(str)])
+    check(world, out, queries, rules, ("exact", "approx+exact"))
+    assert out["plan"].tolist() == [b"approx+exact"] * 2
+    rules = [cheap_rule(rng, world) for _ in range(8)]
+    rules[0]["year_range"] = [0, 0]  # and one row without any rule
+    q = tf.constant(world["emb"][:8])
+    fast = fn(q, *as_tensors(rules))
+    general = fn(q, *as_tensors([{**r, "forbidden_tags": ["nobody-has-this"]} for r in rules]))
+    for key in ("movie_ids", "num_results", "plan"):
+        assert fast[key].numpy().tolist() == general[key].numpy().tolist()
+
+
+@pytest.mark.parametrize("gather", [1.0, 0.0])
+def test_exact_plan_drivers_and_full_mask(gather):
+    """Without an index every row is exact. gather_max_fraction=1 always scores the driver's rows
+    (year window slice, rarest required tag, union of included genres, deduplicated); 0 always
+    computes the full-catalogue mask instead. Both must equal numpy, crowding included."""
+    world = make_world(8, 400)
+    cfg = PlanConfig(exact_max_rows=30, exact_max_fraction=0.05, max_k=50, gather_max_fraction=gather)
+    run_cases(world, FilteredIndex(catalogue(world), None, config=cfg), 20, 5)
+
+
+def test_contradictory_and_impossible_rules_return_nothing(hostile_fn):
+    fn, emb = hostile_fn
+    out = fn(tf.constant(emb[:3]), *make_rules(
+        3, required_tags=[["hd"], ["never-seen"], []], forbidden_tags=[["hd"], [], []],
+        year_range=[[0, 0], [0, 0], [2030, 2040]]))
+    assert out["num_results"].numpy().tolist() == [0, 0, 0]
+    assert out["plan"].numpy().tolist() == [b"exact"] * 3
 
 
 def test_crowd_keep_is_greedy_per_row():

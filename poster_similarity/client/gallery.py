@@ -39,6 +39,8 @@ from poster_similarity.client.gallery_page import (
 )
 from poster_similarity.client.rules import QueryRules
 
+MAX_DUPLICATE_GROUPS = 24  # "duplicates found" panel: the first groups of the import report
+
 # --- catalogue --------------------------------------------------------------------------------------
 
 def read_catalogue(pattern: str) -> list[Poster]:
@@ -211,9 +213,22 @@ def served_version(client) -> str | None:
 
 # --- driver -----------------------------------------------------------------------------------------
 
+def read_duplicate_groups(report_path: str | None, limit: int = MAX_DUPLICATE_GROUPS) -> list[list[str]]:
+    """The first `limit` near-duplicate groups (movie ids) of an import report (`report.json`)."""
+    if not report_path:
+        return []
+    with open(report_path) as f:
+        report = json.load(f)
+    groups = report.get("near_duplicates") if isinstance(report, dict) else None
+    if not isinstance(groups, list):
+        raise ValueError(f"--import-report {report_path}: no near_duplicates list (not an import report.json?)")
+    return [[str(m) for m in g.get("movie_ids", [])] for g in groups[:limit] if isinstance(g, dict)]
+
+
 def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6, metrics_path: str | None = None,
-                  seed: int = 0, k: int = K) -> str:
-    """Ask the server, write DIR/index.html + contact_sheet.png + gallery.json + img/; returns index.html."""
+                  seed: int = 0, k: int = K, import_report: str | None = None) -> str:
+    """Ask the server, write DIR/index.html + contact_sheet.png + gallery.json + img/; returns index.html.
+    `import_report`: an import report.json whose near-duplicate groups get a "duplicates found" panel."""
     metrics_doc = None
     if metrics_path:
         with open(metrics_path) as f:
@@ -233,7 +248,9 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
     rows = ask_server(client, catalogue_list, images, qs, mix, history, k, filtered)
     version = served_version(client)
 
-    shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbors]))
+    dup_groups = read_duplicate_groups(import_report)
+    shown = list(dict.fromkeys(inputs + [mid for r in rows for mid, _ in r.neighbors]
+                               + [m for g in dup_groups for m in g]))
     images.update(read_images(catalogue_glob, [m for m in shown if m not in images]))
     os.makedirs(out_dir, exist_ok=True)
     srcs = write_images(images, shown, os.path.join(out_dir, "img"))
@@ -242,7 +259,8 @@ def build_gallery(client, catalogue_glob: str, out_dir: str, *, queries: int = 6
     protocol = getattr(client, "protocol", "rest")
     model_name = getattr(client, "model_name", "posters")
     page = render_html(rows, catalogue, srcs, model_name=model_name, server=server, protocol=protocol,
-                       version=version, metrics_doc=metrics_doc, catalogue_size=len(catalogue_list))
+                       version=version, metrics_doc=metrics_doc, catalogue_size=len(catalogue_list),
+                       duplicate_groups=dup_groups)
     index = os.path.join(out_dir, "index.html")
     with open(index, "w", encoding="utf-8") as f:
         f.write(page)
@@ -275,6 +293,7 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--queries must be >= 0, got {args.queries}")
     check_catalogue(args.catalogue)
     check_file(getattr(args, "metrics", None), "--metrics")
+    check_file(getattr(args, "import_report", None), "--import-report")
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise UsageError(f"--out {args.out}: a file, not a folder")
 
@@ -292,7 +311,8 @@ def main(args: argparse.Namespace) -> int:
     client = PosterClient(args.server, args.model_name, protocol=protocol)
     try:
         index = build_gallery(client, args.catalogue, args.out, queries=args.queries,
-                              metrics_path=getattr(args, "metrics", None), seed=getattr(args, "seed", 0))
+                              metrics_path=getattr(args, "metrics", None), seed=getattr(args, "seed", 0),
+                              import_report=getattr(args, "import_report", None))
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as e:
         print(f"posters gallery: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2

@@ -268,9 +268,20 @@ def _lift_html(metrics_doc: dict) -> str:
             'held-out macro genre P@10:</span>' + "".join(cells) + "</div>")
 
 
+def duplicates_html(page: _Page, groups: Sequence[Sequence[str]]) -> str:
+    """The "duplicates found" panel: each near-duplicate group of the import report side by side."""
+    if not groups:
+        return ""
+    rows = "".join(f'<div class="grid" data-group="{html.escape(g[0])}">{"".join(page.card(m) for m in g)}</div>'
+                   for g in groups)
+    return ('<h2>Duplicates found</h2><p class="sub">Posters the import found to share one artwork '
+            f"(<code>near_duplicates</code> of its report, {len(groups)} group(s)); the served model answers "
+            f'one poster per group.</p><section data-section="duplicates">{rows}</section>')
+
+
 def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[str, str], *, model_name: str,
                 server: str, protocol: str, version: str | None, metrics_doc: dict | None,
-                catalogue_size: int) -> str:
+                catalogue_size: int, duplicate_groups: Sequence[Sequence[str]] = ()) -> str:
     page = _Page(catalogue, srcs)
     esc = html.escape
     sections: dict[str, list[str]] = {"query": [], "mix": [], "history": [], "filtered": []}
@@ -303,6 +314,7 @@ def render_html(rows: Sequence[Row], catalogue: dict[str, Poster], srcs: dict[st
     for kind, (heading, intro) in intros.items():
         if sections[kind]:
             out += [f"<h2>{heading}</h2>", f'<p class="sub">{intro}</p>', *sections[kind]]
+    out.append(duplicates_html(page, duplicate_groups))
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     # The server's address is where the answers came from at generation time only (make demo's server
     # is gone once the demo ends): named in the footer as provenance, not as somewhere to go.

@@ -12,6 +12,10 @@ Signatures (TF Serving names; string/float tensors in and out):
   transform_features examples [B]             → genres_xf, movie_id   (TFMA labels)
   neighbors_filtered / similar_filtered / recommend_filtered: the same queries under business rules
                    (+ num_results, plan; `export_filtered`)
+Near-duplicates: when the catalogue has duplicate groups (`CatalogueAttributes.duplicate_groups`) and
+`IndexConfig.collapse_duplicates` is on (the default), serving_default / neighbors / recommend return
+at most one poster per group, its best-scoring one (`collapse_duplicates`); without groups the graph
+is today's.
 Raw bytes go through `transform_features_layer()`, the graph Transform used for training.
 """
 from __future__ import annotations
@@ -28,12 +32,13 @@ import tensorflow_recommenders as tfrs
 
 from poster_similarity.components.export_filtered import (
     CatalogueAttributes,
+    DuplicateLimits,
     attribute_report,
     filtered_index,
     filtered_signatures,
     rule_catalogue,
 )
-from poster_similarity.components.filtered_search import PlanConfig
+from poster_similarity.components.filtered_search import PlanConfig, crowd_keep
 from poster_similarity.components.preprocessing import GENRE_VOCAB
 from poster_similarity.components.retrieval_metrics import FROZEN_P10_OUTPUT, index_recall
 from poster_similarity.components.tower import embed_signature, pixels_from_examples, transform_features_signature
@@ -158,12 +163,13 @@ class PosterServingModule(tf.Module):
     `k` is the index's neighbours per answer (`build_index`'s report["k"]); when not given it is
     read from the index's answer (`answer_width`). `attributes` are the catalogue's rule attributes
     for the filtered signatures (None: none, the signatures still exist and take empty rules) and
-    `plan` their plan thresholds.
+    `plan` their plan thresholds. `collapse_duplicates`: the plain signatures keep one poster per
+    duplicate group of `attributes.duplicate_groups` (`DuplicateCollapse`; off or no groups: as before).
     """
 
     def __init__(self, tft_layer, trained, index, ids, emb, image_hw, raw_spec, num_genres, frozen_p10=0.0,
                  k: int | None = None, attributes: CatalogueAttributes | None = None,
-                 plan: PlanConfig | None = None):
+                 plan: PlanConfig | None = None, collapse_duplicates: bool = True):
         super().__init__()
         self.tft_layer = tft_layer
         self.trained = trained  # the loaded tower SavedModel: embed_pixels, logits_pixels
@@ -177,19 +183,21 @@ class PosterServingModule(tf.Module):
         dim = emb.shape[1]
         k = answer_width(index, dim) if k is None else k
         max_history = min(MAX_HISTORY, len(ids) - k)
+        codes = duplicate_codes((attributes or CatalogueAttributes()).duplicate_groups, len(ids))
+        self.duplicates = DuplicateCollapse(codes, len(ids)) if collapse_duplicates and codes is not None else None
         embed = embed_signature(self.tft_layer, self.trained.embed_pixels, image_hw)
         transform_features = transform_features_signature(self.tft_layer, raw_spec, num_genres)
 
         @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding")])
         def neighbors(embedding):
             q = tf.math.l2_normalize(embedding, axis=-1)
-            scores, ids_ = self.index(q)
+            scores, ids_ = self.search(q, k)
             return {"movie_ids": ids_, "scores": scores}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
         def serving_default(image_bytes):
             e = embed(image_bytes)["embedding"]
-            scores, ids_ = self.index(e)
+            scores, ids_ = self.search(e, k)
             return {"embedding": e, "movie_ids": ids_, "scores": scores}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
@@ -214,8 +222,20 @@ class PosterServingModule(tf.Module):
         # The rule engine over the same id/embedding variables (tracked here, so they are saved once).
         self.filtered_index = filtered_index(rule_catalogue(self.catalogue_ids, self.catalogue_emb, attributes),
                                              index, k, plan)
+        dup = self.duplicates
+        limits = None if dup is None else DuplicateLimits(dup.codes, dup.largest, dup.redundant, k,
+                                                          (plan or PlanConfig()).max_k)
         self.serving_fns.update(filtered_signatures(
-            self.filtered_index, embed, lambda history: self.history_query(history, max_history)[:2]))
+            self.filtered_index, embed, lambda history: self.history_query(history, max_history)[:2], limits))
+
+    def search(self, q, k: int, extra: int = 0):
+        """The index's best k + extra for `q`, at most one per duplicate group when collapsing (the
+        over-fetch `DuplicateCollapse.overfetch` guarantees k + extra distinct artworks if the
+        catalogue has that many; else the last slots hold -inf)."""
+        if self.duplicates is None:
+            return self.index(q, k=k + extra)
+        scores, ids_ = self.index(q, k=min(self.duplicates.size, k + extra + self.duplicates.overfetch(k + extra)))
+        return self.duplicates(scores, ids_, self.id_table.lookup(ids_), k + extra)
 
     def history_query(self, history, max_history: int):
         """(query [B, D] normalised, history_used [B], catalogue rows [B, H], kept [B, H]) of a history.
@@ -255,7 +275,7 @@ class PosterServingModule(tf.Module):
             q, used, rows, keep = self.history_query(history, max_history)
             # Over-fetch by the window size, drop the window's ids, keep the best k (tfrs's
             # query_with_exclusions needs a static history length; TF Serving clients send any H).
-            scores, ids_ = self.index(q, k=k + max_history)
+            scores, ids_ = self.search(q, k, extra=max_history)
             used_rows = tf.where(keep, rows, -2)  # -2 matches no candidate
             watched = tf.reduce_any(tf.equal(self.id_table.lookup(ids_)[:, :, None], used_rows[:, None, :]), axis=2)
             scores = tf.where(watched, tf.fill(tf.shape(scores), -np.inf), scores)
@@ -263,6 +283,49 @@ class PosterServingModule(tf.Module):
             return {"movie_ids": tf.gather(ids_, pos, batch_dims=1), "scores": top, "history_used": used}
 
         return recommend
+
+
+def duplicate_codes(groups, n: int) -> np.ndarray | None:
+    """[N] int32 duplicate-group code per poster (-1: in no group of two or more), None when no
+    group has two members (nothing to collapse)."""
+    if groups is None:
+        return None
+    if len(groups) != n:
+        raise ValueError(f"attributes.duplicate_groups: {len(groups)} entries for {n} catalogue posters")
+    keys = [g.decode() if isinstance(g, bytes) else str(g or "") for g in groups]
+    counts: dict[str, int] = {}
+    for g in keys:
+        if g:
+            counts[g] = counts.get(g, 0) + 1
+    shared = {g: i for i, g in enumerate(sorted(g for g, c in counts.items() if c > 1))}
+    if not shared:
+        return None
+    return np.array([shared.get(g, -1) for g in keys], np.int32)
+
+
+class DuplicateCollapse(tf.Module):
+    """Keeps the best-scoring poster of each duplicate group in a score-ordered answer (TF ops only).
+
+    Over-fetch: among m candidates every kept poster hides at most `largest - 1` copies, so m =
+    want·largest always holds `want` distinct artworks; never more than the catalogue's redundant
+    posters (`redundant`, the sum of group size - 1) are hidden, hence `overfetch`."""
+
+    def __init__(self, codes: np.ndarray, n: int):
+        super().__init__()
+        sizes = np.bincount(codes[codes >= 0])
+        self.size, self.groups, self.largest = n, int(len(sizes)), int(sizes.max())
+        self.redundant = int((sizes - 1).sum())
+        self.codes = tf.Variable(codes, trainable=False, name="duplicate_codes")
+
+    def overfetch(self, want: int) -> int:
+        return min(self.redundant, want * (self.largest - 1))
+
+    def __call__(self, scores, ids_, rows, want: int):
+        """(scores, ids) [B, C] in score order + catalogue rows → the first `want` kept, in order."""
+        codes = tf.where(rows >= 0, tf.gather(self.codes, tf.maximum(rows, 0)), -1)
+        keep = crowd_keep(codes, tf.ones([tf.shape(codes)[0]], tf.int32))
+        top, pos = tf.math.top_k(tf.where(keep, scores, -np.inf), k=min(want, self.size))
+        return top, tf.gather(ids_, pos, batch_dims=1)
 
 
 def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, emb: np.ndarray, warmup: dict,
@@ -297,11 +360,14 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
     module = PosterServingModule(tft_output.transform_features_layer(), trained, index, ids, emb,
                                  (int(h), int(w)), raw_spec, len(genres),
                                  float(frozen.get("macro_precision@10", 0.0)), k=report["k"],
-                                 attributes=rule_attrs, plan=plan)
+                                 attributes=rule_attrs, plan=plan, collapse_duplicates=ic.collapse_duplicates)
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
     tf.saved_model.save(module, export_dir, signatures=signatures, options=options)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(export_dir) for f in fs)
+    dup = module.duplicates
+    report["duplicate_collapse"] = (None if dup is None else {
+        "groups": dup.groups, "largest": dup.largest, "redundant_posters": dup.redundant})
     report.update({"saved_model_bytes": size, "embedding_dim": int(emb.shape[1]), "genres": genres,
                    "rule_attributes": attribute_report(module.filtered_index.catalogue)})
     report.update(extra_info or {})

@@ -31,7 +31,9 @@ from poster_similarity.components.filtered_search import (
     FilteredIndex,
     PlanConfig,
     brute_force_candidates,
+    crowd_keep,
     scann_candidates,
+    select_first,
 )
 from poster_similarity.components.retrieval_rules import (
     MAX_EXCLUDE_IDS,
@@ -59,6 +61,7 @@ class CatalogueAttributes:
     years: Sequence[int] | np.ndarray | None = None
     tags: Sequence[Sequence[str]] | None = None
     groups: Sequence[str] | None = None
+    duplicate_groups: Sequence[str] | None = None
     genre_vocab: Sequence[str] = field(default_factory=tuple)
 
 
@@ -112,19 +115,63 @@ def _answer(out: dict) -> dict:
     return out
 
 
-def filtered_signatures(findex: FilteredIndex, embed, history_query: Callable) -> dict:
+@dataclass(frozen=True)
+class DuplicateLimits:
+    """A catalogue's near-duplicate groups for the filtered signatures (`export.DuplicateCollapse`):
+    codes [N] (-1 = none), the largest group, the redundant posters (Σ size - 1), the index's k and
+    the plan's max_k."""
+
+    codes: tf.Variable
+    largest: int
+    redundant: int
+    default_k: int
+    max_k: int
+
+
+def collapsing(findex: FilteredIndex, dups: DuplicateLimits | None) -> Callable:
+    """(queries, rules) → `findex`'s answer with at most one poster per duplicate group: asks for
+    min(k·largest, k + redundant, max_k) results (k·largest always hold k distinct artworks), keeps
+    the best of each group, then the first k. None: `findex` itself."""
+    if dups is None:
+        return findex
+
+    def search(queries, rules: Rules) -> dict:
+        size = int(findex.catalogue.size)
+        want = tf.minimum(tf.where(rules.k > 0, rules.k, min(dups.default_k, dups.max_k)), size)
+        fetch = tf.minimum(tf.minimum(want * dups.largest, want + dups.redundant), dups.max_k)
+        out = findex(queries, rules._replace(k=tf.maximum(fetch, rules.k)))
+        rows = out["rows"]
+        codes = tf.where(rows >= 0, tf.gather(dups.codes, tf.maximum(rows, 0)), -1)
+        keep = crowd_keep(codes, tf.ones([tf.shape(rows)[0]], tf.int32)) & (rows >= 0)
+        width = tf.maximum(tf.reduce_max(want), 1)
+        pos, filled = select_first(keep, want, width)
+        pad = [[0, 0], [0, tf.maximum(width - tf.shape(rows)[1], 0)]]
+        rows = tf.where(filled, tf.gather(tf.pad(rows, pad, constant_values=-1), pos, batch_dims=1), -1)
+        scores = tf.gather(tf.pad(out["scores"], pad, constant_values=-np.inf), pos, batch_dims=1)
+        return {"movie_ids": tf.where(rows >= 0, tf.gather(findex.catalogue.ids, tf.maximum(rows, 0)), ""),
+                "scores": tf.where(filled, scores, -np.inf), "rows": rows,
+                "num_results": tf.reduce_sum(tf.cast(filled, tf.int32), axis=1), "plan": out["plan"]}
+
+    return search
+
+
+def filtered_signatures(findex: FilteredIndex, embed, history_query: Callable,
+                        duplicates: DuplicateLimits | None = None) -> dict:
     """The three filtered signatures (module docstring).
 
     Args:
         findex: the catalogue, its attributes and plans (`filtered_index`).
+        duplicates: near-duplicate groups to collapse (`collapsing`; None: none, today's graph).
         embed: the `embed` signature function (image bytes → {"embedding": L2-normalised [B, D]}).
         history_query: history [B, H] → (normalised query [B, D], history_used [B]): the same
             query `recommend` uses, so both signatures average a history the same way.
     """
+    search = collapsing(findex, duplicates)
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"), *RULE_SPECS])
     def similar_filtered(image_bytes, *rules):
         e = embed(image_bytes)["embedding"]
-        return {"embedding": e, **_answer(findex(e, Rules(*rules)))}
+        return {"embedding": e, **_answer(search(e, Rules(*rules)))}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.string, name="history"), *RULE_SPECS])
     def recommend_filtered(history, *rules):
@@ -137,7 +184,15 @@ def filtered_signatures(findex: FilteredIndex, embed, history_query: Callable) -
             message=f"exclude_ids + history: at most {MAX_EXCLUDE_IDS} ids per row")
         with tf.control_dependencies([cap]):
             exclude = tf.concat([rules.exclude_ids, history], axis=1)
-        return {"history_used": used, **_answer(findex(q, rules._replace(exclude_ids=exclude)))}
+        return {"history_used": used, **_answer(search(q, rules._replace(exclude_ids=exclude)))}
 
-    return {"neighbors_filtered": findex.signature(), "similar_filtered": similar_filtered,
+    neighbors_filtered = findex.signature()
+    if duplicates is not None:
+        dim = int(findex.catalogue.embeddings.shape[1])
+
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding"), *RULE_SPECS])
+        def neighbors_filtered(embedding, *rules):
+            return _answer(search(tf.math.l2_normalize(embedding, axis=-1), Rules(*rules)))
+
+    return {"neighbors_filtered": neighbors_filtered, "similar_filtered": similar_filtered,
             "recommend_filtered": recommend_filtered}

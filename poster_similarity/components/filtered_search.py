@@ -314,6 +314,7 @@ def _exact_part(cat: RuleCatalogue, queries, rules: Rules, cfg: PlanConfig, defa
             tf.tensor_scatter_nd_update(scores, ie[:, None], e_scores))
 
 
+@tf.autograph.experimental.do_not_convert  # all control flow is explicit; a caller's AutoGraph need not convert it
 def filtered_search(cat: RuleCatalogue, queries: tf.Tensor, rules: Rules, approx_topk: ApproxTopK | None = None,
                     cfg: PlanConfig = PlanConfig(), default_k: int = 10) -> dict:
     """Top-k per query under its rules. queries [B, D], L2-normalised. Returns movie_ids [B, K]
@@ -326,7 +327,9 @@ def filtered_search(cat: RuleCatalogue, queries: tf.Tensor, rules: Rules, approx
     specialisation of the same code (`encode_rules(lists=False)`). The general approx part and the
     exact part are function calls the graph does not inline, so a branch not taken costs one dead
     node, not the hundreds of nodes of its body (the exact part's loop above all)."""
-    def no_inline(fn):
+    def no_inline(fn):  # (called eagerly, e.g. from a notebook, the parts simply run)
+        if tf.executing_eagerly():
+            return fn
         return tf.function(fn, autograph=False, experimental_attributes={"_noinline": True})
 
     @no_inline
@@ -372,7 +375,8 @@ class FilteredIndex(tf.Module):
         """tf.function: `embedding` [B, D] (normalised here) + the rule inputs → the outputs above."""
         dim = int(self.catalogue.embeddings.shape[1])
 
-        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding"), *RULE_SPECS])
+        @tf.function(input_signature=[tf.TensorSpec([None, dim], tf.float32, name="embedding"), *RULE_SPECS],
+                     autograph=False)  # all control flow is explicit (tf.cond, tf.while_loop)
         def filtered_neighbors(embedding, *rules):
             out = self(tf.math.l2_normalize(embedding, axis=-1), Rules(*rules))
             out.pop("rows")

@@ -30,6 +30,9 @@ class IndexConfig:
     num_reordering_candidates: int | None = None  # default: 10·k (exact re-scoring of candidates)
     recall_target: float = 0.95
     min_catalogue_for_scann: int = 64  # below this ScaNN cannot partition: fall back to brute force
+    # One poster per near-duplicate group (`duplicate_group`) in serving_default/neighbors/recommend
+    # answers; False serves every copy (docs/serving.md, "Near-duplicates are collapsed").
+    collapse_duplicates: bool = True
 
 
 @dataclass

@@ -226,6 +226,8 @@ def _add_serving_commands(sub: argparse._SubParsersAction, common: argparse.Argu
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--queries", type=int, default=6, help="sample posters whose neighbours are shown")
     s.add_argument("--metrics", help="metrics/gate JSON (run_summary.json) to show at the top")
+    s.add_argument("--import-report", metavar="PATH", help="`posters import`'s report.json: show its "
+                   "near-duplicate groups side by side in a \"duplicates found\" panel")
     s.add_argument("--grpc", action="store_true", help="use gRPC instead of REST (--server is the gRPC port)")
     s.add_argument("--seed", type=int, default=0, help="seed of the deterministic choice of sample posters")
     s.set_defaults(func=_lazy("poster_similarity.client.gallery"))

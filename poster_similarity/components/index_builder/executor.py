@@ -95,7 +95,8 @@ def read_embeddings(patterns: list[str]) -> Catalogue:
     if not ids:
         raise ValueError("the catalogue has no embeddable poster: nothing to index")
     attributes = {"genres": genres, "years": np.clip(np.array(years, np.int64), 0, np.iinfo(np.int32).max)
-                  .astype(np.int32), "tags": tags if any(tags) else None, "groups": crowding_keys(groups, dups)}
+                  .astype(np.int32), "tags": tags if any(tags) else None, "groups": crowding_keys(groups, dups),
+                  "duplicate_groups": dups if any(dups) else None}  # one artwork once per answer
     return Catalogue(np.array(ids, dtype=object), np.array(titles, dtype=object), np.stack(vecs), dup, attributes)
 
 
