@@ -14,7 +14,7 @@ the whole detection on 10k and 100k generated 64×96 JPEG posters: hashed for re
 processes, then candidates + confirm + groups on those fingerprints (timed separately). Wall and CPU
 seconds are both reported: on a shared machine CPU / workers is what idle cores would take.
 
-    .venv/bin/python bench/near_duplicates.py [--out results.json] [--quick] [--workers 2]
+    .venv/bin/python -m bench.near_duplicates [--out results.json] [--quick] [--workers 2]
 """
 from __future__ import annotations
 
