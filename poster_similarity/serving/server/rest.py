@@ -135,10 +135,15 @@ class RestHandler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 — http.server's method name
         if urlsplit(self.path).path == metrics.PATH:  # not a request: answered while draining too
             return self._send_metrics()
+        self._as_request(self._get)
+
+    def _as_request(self, answer) -> None:
+        """Run `answer` as one counted request: held until the answer is written, so a drain waits
+        for it; refused (RequestError) while draining."""
         try:
-            with self.server.model_server.request():  # held until the answer is written: a drain waits for it
-                self._get()
-        except RequestError as e:  # draining: refused
+            with self.server.model_server.request():
+                answer()
+        except RequestError as e:
             self._error(e)
 
     def _get(self):
@@ -156,11 +161,7 @@ class RestHandler(BaseHTTPRequestHandler):
         self._send(200, payload)
 
     def do_POST(self):  # noqa: N802 — http.server's method name
-        try:
-            with self.server.model_server.request():  # held until the answer is written: a drain waits for it
-                self._post()
-        except RequestError as e:  # draining: refused
-            self._error(e)
+        self._as_request(self._post)
 
     def _post(self):
         try:
