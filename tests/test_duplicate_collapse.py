@@ -24,12 +24,15 @@ from tests.test_brute_force_ops import saved_model_ops
 
 N, K = 200, 10
 PAIR, TRIPLE, FRANCHISE = (0, 1), (2, 3, 4), (5, 6)
-IMAGES = [tf.io.encode_png(tf.fill([40 + 7 * i, 30 + 5 * i, 3], tf.constant(40 + 90 * i, tf.uint8))).numpy()
+# Textured, not flat: an untrained CNN can map a flat image to an all-zero embedding, whose scores
+# then tie with everything and make "which copy comes back" depend on the random weights.
+IMAGES = [tf.io.encode_png(np.random.default_rng(i).integers(0, 256, (40 + 7 * i, 30 + 5 * i, 3), np.uint8)).numpy()
           for i in range(2)]
 
 
 def _parts():
     h, w = get_backbone("small_cnn").image_size
+    tf.keras.utils.set_random_seed(0)  # the same weights whatever ran before in this process
     model = build_model("small_cnn", "none", None, NUM_GENRES)
     raw_spec = {IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""]),
                 MOVIE_ID_KEY: tf.io.FixedLenFeature([1], tf.string, default_value=[""])}

@@ -75,3 +75,19 @@ def test_a_malformed_model_config_names_its_file(tmp_path):
     with pytest.raises(ValueError) as e:
         read_model_config(str(tmp_path / "missing.config"))
     assert str(e.value) == f"{tmp_path / 'missing.config'}: No such file or directory"
+
+
+@pytest.mark.parametrize("kind", ["brute_force", "scann"])
+def test_metadata_gives_answers_their_documented_rank(kind):
+    """docs/serving.md says `movie_ids`/`scores` are [B, k]: the signatures must say so too, or
+    /metadata answers `unknown_rank` and a client cannot size its buffers."""
+    from tests.tiny_export import loaded
+
+    model = loaded(kind)
+    report_k = 10  # tests/standin_export.py exports the IndexConfig default
+    for name in ("serving_default", "neighbors", "recommend"):
+        outputs = model.signatures[name].structured_outputs
+        for key in ("movie_ids", "scores"):
+            assert outputs[key].shape.as_list() == [None, report_k], (name, key)
+    for name in ("neighbors_filtered", "similar_filtered", "recommend_filtered"):
+        assert model.signatures[name].structured_outputs["movie_ids"].shape.rank == 2  # [B, max k of the batch]

@@ -233,9 +233,13 @@ class PosterServingModule(tf.Module):
         over-fetch `DuplicateCollapse.overfetch` guarantees k + extra distinct artworks if the
         catalogue has that many; else the last slots hold -inf)."""
         if self.duplicates is None:
-            return self.index(q, k=k + extra)
-        scores, ids_ = self.index(q, k=min(self.duplicates.size, k + extra + self.duplicates.overfetch(k + extra)))
-        return self.duplicates(scores, ids_, self.id_table.lookup(ids_), k + extra)
+            scores, ids_ = self.index(q, k=k + extra)
+        else:
+            scores, ids_ = self.index(q, k=min(self.duplicates.size, k + extra + self.duplicates.overfetch(k + extra)))
+            scores, ids_ = self.duplicates(scores, ids_, self.id_table.lookup(ids_), k + extra)
+        # tfrs' ScaNN layer returns an unknown rank: say [B, k] so /metadata (and a client sizing its
+        # buffers) sees the documented shape.
+        return tf.ensure_shape(scores, [None, k + extra]), tf.ensure_shape(ids_, [None, k + extra])
 
     def history_query(self, history, max_history: int):
         """(query [B, D] normalised, history_used [B], catalogue rows [B, H], kept [B, H]) of a history.
