@@ -47,7 +47,19 @@ def smoke_inputs(reference) -> dict[str, dict[str, object]]:
         "recommend": {"history": history_rows([["m1", "m2", "m3", "m2"], ["m4"], []])},
         "embed_examples": {"examples": _examples(images)},
         "transform_features": {"examples": _examples(images)},
+        # Two rows: no rule, and a rule (a year window, one id excluded, at most 1 per group, k 5).
+        "neighbors_filtered": {"embedding": emb, **_rules()},
+        "similar_filtered": {"image_bytes": images, **_rules()},
+        "recommend_filtered": {"history": history_rows([["m1", "m2"], ["m4"]]), **_rules()},
     }
+
+
+def _rules() -> dict[str, object]:
+    """The filtered signatures' rule inputs (docs/serving.md), int32 where the signature says so."""
+    empty = [[""], [""]]
+    return {"include_genres": empty, "exclude_genres": empty, "required_tags": empty, "forbidden_tags": empty,
+            "year_range": np.array([[0, 0], [1900, 2100]], np.int32), "exclude_ids": [[""], ["m1"]],
+            "per_group": np.array([0, 1], np.int32), "k": np.array([0, 5], np.int32)}
 
 
 def wait_ready(rest: str, model: str, timeout_s: float, liveness_path: str | None) -> None:

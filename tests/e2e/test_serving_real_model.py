@@ -128,7 +128,10 @@ def test_fresh_process_replays_the_warmup_file(trained_model):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["tfx_imported"] is False
     sigs = {r["signature"] for r in result["replayed"]}
-    assert sigs == {"serving_default", "embed", "neighbors", "recommend", "embed_examples", "transform_features"}
-    assert {r["batch"] for r in result["replayed"]} == {1, 4}
+    plain = {"serving_default", "embed", "neighbors", "recommend", "embed_examples", "transform_features"}
+    filtered = {"neighbors_filtered", "similar_filtered", "recommend_filtered"}
+    assert sigs == plain | filtered
+    assert {r["batch"] for r in result["replayed"] if r["signature"] in plain} == {1, 4}
+    assert {r["batch"] for r in result["replayed"] if r["signature"] in filtered} == {3}  # no rule, a rule, none allowed
     top = [r["top_score"] for r in result["replayed"] if r["signature"] == "serving_default"]
     assert top and min(top) > 0.999, top
