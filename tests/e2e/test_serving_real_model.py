@@ -132,6 +132,7 @@ def test_fresh_process_replays_the_warmup_file(trained_model):
     filtered = {"neighbors_filtered", "similar_filtered", "recommend_filtered"}
     assert sigs == plain | filtered
     assert {r["batch"] for r in result["replayed"] if r["signature"] in plain} == {1, 4}
-    assert {r["batch"] for r in result["replayed"] if r["signature"] in filtered} == {3}  # no rule, a rule, none allowed
+    # filtered: one request of three rows (no rule, a rule, nothing allowed)
+    assert {r["batch"] for r in result["replayed"] if r["signature"] in filtered} == {3}
     top = [r["top_score"] for r in result["replayed"] if r["signature"] == "serving_default"]
     assert top and min(top) > 0.999, top
