@@ -24,16 +24,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from poster_similarity.core.tfrecords import (
-    FEATURE_DUPLICATE_GROUP,
-    FEATURE_GENRES,
-    FEATURE_GROUP,
-    FEATURE_IMAGE,
-    FEATURE_MOVIE_ID,
-    FEATURE_TAGS,
-    FEATURE_TITLE,
-    FEATURE_YEAR,
-)
+from poster_similarity.core import tfrecords as tfr
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +32,8 @@ NAMESPACE = "CatalogueEmbedder"
 DROPPED = "dropped.jsonl"  # in the output artifact's folder: {"split", "movie_id", "reason"} per line
 EMBEDDING = "embedding"
 # The raw features copied into the embedding examples (only those a poster has: absent costs nothing).
-ATTRIBUTE_FEATURES = (FEATURE_GENRES, FEATURE_YEAR, FEATURE_TAGS, FEATURE_GROUP, FEATURE_DUPLICATE_GROUP)
+ATTRIBUTE_FEATURES = (tfr.FEATURE_GENRES, tfr.FEATURE_YEAR, tfr.FEATURE_TAGS, tfr.FEATURE_GROUP,
+                      tfr.FEATURE_DUPLICATE_GROUP)
 # ((movie_id, title, serialized tf.train.Features of the attributes), serialized raw example)
 Keyed = beam.typehints.Tuple[beam.typehints.Tuple[bytes, bytes, bytes], bytes]
 
@@ -78,9 +70,9 @@ def inspect_poster(serialized: bytes, max_pixels: int) -> tuple[bytes, bytes, by
         example = tf.train.Example.FromString(serialized)
     except Exception as e:  # noqa: BLE001 — DecodeError and friends
         return b"", b"", b"", f"not a tf.Example: {e}"
-    mid, title = _first_bytes(example, FEATURE_MOVIE_ID), _first_bytes(example, FEATURE_TITLE)
+    mid, title = _first_bytes(example, tfr.FEATURE_MOVIE_ID), _first_bytes(example, tfr.FEATURE_TITLE)
     attrs = attribute_features(example)
-    images = example.features.feature[FEATURE_IMAGE].bytes_list.value
+    images = example.features.feature[tfr.FEATURE_IMAGE].bytes_list.value
     if not mid:
         return mid, title, attrs, "no movie_id"
     if len(images) != 1 or not images[0]:  # the tower parses exactly one image per example
@@ -120,8 +112,8 @@ def to_embedding_example(keyed) -> bytes:
     (mid, title, *attrs), prediction = keyed
     vec = tf.make_ndarray(prediction.predict_log.response.outputs[EMBEDDING]).reshape(-1)
     feats = tf.train.Features.FromString(attrs[0]) if attrs else tf.train.Features()
-    feats.feature[FEATURE_MOVIE_ID].bytes_list.value[:] = [mid]
-    feats.feature[FEATURE_TITLE].bytes_list.value[:] = [title]
+    feats.feature[tfr.FEATURE_MOVIE_ID].bytes_list.value[:] = [mid]
+    feats.feature[tfr.FEATURE_TITLE].bytes_list.value[:] = [title]
     feats.feature[EMBEDDING].float_list.value[:] = vec.tolist()
     return tf.train.Example(features=feats).SerializeToString()
 
