@@ -157,7 +157,11 @@ def test_client_filtered_calls_agree_over_rest_and_grpc_and_obey_the_rules(clien
         assert [[m for m, _ in row] for row in a] == [[m for m, _ in row] for row in b]
         assert a.plan == b.plan and len(a.plan) == len(a)
     similar, neighbors, recs = answers[0]
-    assert similar == neighbors  # the same query twice
+    # The same query twice: the same ids; scores equal up to float32 rounding (the image path scores
+    # inside one graph, the embedding path after a round trip, and XLA/oneDNN may order sums differently).
+    assert [[m for m, _ in row] for row in similar] == [[m for m, _ in row] for row in neighbors]
+    np.testing.assert_allclose([[s for _, s in row] for row in similar], [[s for _, s in row] for row in neighbors],
+                               rtol=0, atol=1e-6)
     assert recs.history_used == [2, 1]
     for rows, excluded in ((similar, set()), (recs, {"m1", "m2"}), (recs[1:], {"m3"})):
         for row in rows:
