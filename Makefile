@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 WORKDIR ?= demo_out
 DATA ?=
 N ?= 400
+# Test processes: the e2e runs use about one core each, so 2 processes fill a 2-core machine.
+# Tests sharing an expensive fixture stay in one process (tests/conftest.py, `xdist_group`).
+TEST_JOBS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder
 
 .PHONY: venv demo test test-fast lint bench bench-quick image clean lock
 
@@ -15,11 +19,10 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: venv lint
-	$(PY) -m pytest -q -m "not slow" tests
-	$(PY) -m pytest -q -m slow --durations=25 tests
+	$(PYTEST) --durations=30 tests
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
 
 demo: venv
 	@DATA="$(DATA)" WORKDIR="$(WORKDIR)" N="$(N)" bash scripts/demo.sh

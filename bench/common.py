@@ -11,8 +11,10 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -95,8 +97,18 @@ def ensure_sample_data(n: int, size: tuple[int, int] = (200, 300), seed: int = 0
     out = os.path.join(CACHE_DIR, "data", f"posters_{n}_{seed}_{size[0]}x{size[1]}_{palette}")
     tfr = os.path.join(out, sample_data.TFRECORD_DIR)
     if not glob.glob(os.path.join(tfr, "*.tfrecord*")):
+        # Generated beside the target and renamed into place: a concurrent run (two test processes,
+        # two benchmarks) never reads half a data set; the loser of a race keeps the winner's copy.
         t0 = time.perf_counter()
-        sample_data.generate(out, n, size, seed, tfrecords=True, palette=palette)
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".", dir=os.path.dirname(out))
+        sample_data.generate(tmp, n, size, seed, tfrecords=True, palette=palette)
+        if os.path.isdir(out) and not glob.glob(os.path.join(tfr, "*.tfrecord*")):
+            shutil.rmtree(out, ignore_errors=True)  # an interrupted run's leftovers (before this rename scheme)
+        try:
+            os.rename(tmp, out)
+        except OSError:  # another process renamed its copy first
+            shutil.rmtree(tmp, ignore_errors=True)
         print(f"[bench] generated {n} sample posters in {time.perf_counter() - t0:.1f} s", flush=True)
     return tfr
 

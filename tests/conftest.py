@@ -15,6 +15,23 @@ E2E_POSTERS = 400
 E2E_OVERRIDES = ["beam_direct_running_mode=in_memory"]
 
 
+# Fixtures a whole group of tests shares across modules: under pytest-xdist (`make test` runs 2
+# processes) every test using one of them runs in the same process, so the fixture is built once.
+SHARED_FIXTURES = ("trained_model", "transformed")
+
+
+def xdist_group(item) -> str:
+    """The process group of a test: its shared fixture's name, else its module (module-scoped
+    fixtures, such as a served model or a multi-worker job, are then built once as well)."""
+    return next((f for f in SHARED_FIXTURES if f in getattr(item, "fixturenames", ())), item.nodeid.split("::")[0])
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every test with its group for `pytest -n N --dist loadgroup` (harmless without xdist)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory):
     """{"data", "workdir", "summary", "serving_base", "model_dir", "config"} of one pipeline run."""

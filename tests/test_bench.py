@@ -105,3 +105,21 @@ def test_render_table_includes_real_posters_results(tmp_path):
     write_result("real_posters", False, 0.0, {}, {}, [], out_dir=str(tmp_path), table=table, notes=["a note"])
     text = render_table(str(tmp_path))
     assert "### real_posters — " in text and "| frozen backbone | 0.254 |" in text and "- a note" in text
+
+
+def test_sample_data_is_generated_once_and_renamed_into_place(tmp_path, monkeypatch):
+    """Two test processes may ask for the same benchmark data at once: the data appears whole (a
+    rename), an interrupted run's leftovers are replaced, and a second call reuses the first's."""
+    from bench import common
+
+    monkeypatch.setattr(common, "CACHE_DIR", str(tmp_path))
+    leftover = tmp_path / "data" / "posters_4_0_32x48_graded" / "tfrecords"
+    leftover.mkdir(parents=True)
+    (leftover / "half-written.tmp").write_text("")
+    tfr = common.ensure_sample_data(4, (32, 48))
+    assert tfr == str(leftover)
+    files = sorted(os.listdir(tfr))
+    assert files and all(".tfrecord" in f for f in files)
+    stamp = os.path.getmtime(os.path.join(tfr, files[0]))
+    assert common.ensure_sample_data(4, (32, 48)) == tfr and os.path.getmtime(os.path.join(tfr, files[0])) == stamp
+    assert os.listdir(tmp_path / "data") == ["posters_4_0_32x48_graded"]  # no temporary copy left behind

@@ -84,11 +84,29 @@ def _hands_over_a_program(elts: list[ast.expr]) -> bool:
     return False
 
 
+def _is_python_program(node: ast.AST) -> bool:
+    """A module-level `NAME = "…"` of several lines that parses as Python and imports something: a
+    program kept in a string, to be written to a file and run (prose, SQL, CSS and protobuf text do
+    not parse; tiny sources built inline as data for a parser under test are not module constants)."""
+    if not isinstance(node, ast.Assign):
+        return False
+    node = node.value
+    if not (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.count("\n") >= 2):
+        return False
+    try:
+        body = ast.parse(node.value.replace("{{", "{").replace("}}", "}"))
+    except (SyntaxError, ValueError):
+        return False
+    return any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(body))
+
+
 def program_strings(path: str) -> list[int]:
-    """Lines that hand the interpreter a program as a string: `[python, "-c", CODE, …]`."""
+    """Lines that hand the interpreter a program as a string: `[python, "-c", CODE, …]`, or a
+    string constant holding a Python program (to be written to a file and run)."""
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    return [node.lineno for node in ast.walk(tree)
-            if isinstance(node, (ast.List, ast.Tuple)) and _hands_over_a_program(node.elts)]
+    lists = [node.lineno for node in ast.walk(tree)
+             if isinstance(node, (ast.List, ast.Tuple)) and _hands_over_a_program(node.elts)]
+    return sorted(lists + [node.lineno for node in tree.body if _is_python_program(node)])
 
 
 # --- the checkers catch what they claim to ---------------------------------------------------------
@@ -102,11 +120,13 @@ def test_checkers_find_a_manifest_a_write_beside_the_source_and_a_program_string
                                        "    open(os.path.join(HERE, 'b'))\n    open('/tmp/c', 'w')\n"),
         f"{PACKAGE}/run.py": ("import sys\nCMD = [sys.executable, '-c', 'print(1)']\nOK = ['sh', '-c', 'ls']\n"
                              "UV = ['uv', 'pip', 'install', '-c', 'lock.txt', '.']\n"
-                             "CMD2 = (PY, '-u', '-c', CODE)\n"),
+                             "CMD2 = (PY, '-u', '-c', CODE)\n"
+                             "PROG = r\"\"\"\nimport json\nprint(json.dumps({{}}))\n\"\"\"\n"
+                             "DOC = \"\"\"\nImport the posters, then run.\nSELECT 1;\n\"\"\"\n"),
     })
     assert deployment_files(root) == [f"{PACKAGE}/serving/Dockerfile.scann", f"{PACKAGE}/serving/k8s/deployment.yaml"]
     assert writes_beside_source(os.path.join(root, PACKAGE, "bench", "common.py")) == [5, 6]
-    assert program_strings(os.path.join(root, PACKAGE, "run.py")) == [2, 5]
+    assert program_strings(os.path.join(root, PACKAGE, "run.py")) == [2, 5, 6]
 
 
 # --- the project -----------------------------------------------------------------------------------

@@ -38,64 +38,6 @@ def test_first_run_is_blessed_and_pushed_in_tf_serving_layout(trained_model):
     assert report["recall_at_k_vs_exact"] >= 0.95  # default parameters, tuned at export
 
 
-FRESH = r"""
-import json, sys
-sys.path = [p for p in sys.path if p not in ("", "{repo}")]
-import tensorflow as tf, scann  # noqa: F401  — nothing from the project
-for mod in ("poster_similarity",):
-    try:
-        __import__(mod); raise SystemExit("project code importable: " + mod)
-    except ImportError:
-        pass
-m = tf.saved_model.load(sys.argv[1])
-cat = json.load(open(sys.argv[2]))
-imgs = tf.constant([bytes.fromhex(c["image"]) for c in cat])
-ids = [c["movie_id"].encode() for c in cat]
-out = {{}}
-d = m.signatures["serving_default"](image_bytes=imgs)
-out["self_first"] = [r[0] == i for r, i in zip(d["movie_ids"].numpy().tolist(), ids)]
-out["shapes"] = {{k: v.shape.as_list() for k, v in d.items()}}
-e = m.signatures["embed"](image_bytes=imgs)["embedding"].numpy()
-out["embed_matches"] = bool(abs(e - d["embedding"].numpy()).max() < 1e-4)
-out["embedding_std"] = float(e.std(axis=0).mean())
-# parents: the pair whose cosine is nearest 0.3 (different, not opposite: the midpoint of two
-# near-opposite embeddings is degenerate — measured on the demo model, the per-parent check below
-# failed for 14 % of random pairs, every one with cosine < 0.12, and never above)
-C = e @ e.T
-pa, pb = min(((i, j) for i in range(len(e)) for j in range(i + 1, len(e))), key=lambda p: abs(C[p] - 0.3))
-out["mix_pair_cos"] = float(C[pa, pb])
-e = e[[pa, pb] + [i for i in range(len(e)) if i not in (pa, pb)]]
-mix = (e[0] + e[1]) / 2
-n = m.signatures["neighbors"](embedding=tf.constant(mix[None]))
-out["mix_ids"] = [x.decode() for x in n["movie_ids"].numpy()[0]]
-out["mix_sims"] = (e @ (mix / (sum(mix ** 2) ** 0.5))).tolist()
-allimg = tf.constant([bytes.fromhex(c) for c in json.load(open(sys.argv[4]))])
-full = m.signatures["embed"](image_bytes=allimg)["embedding"].numpy()
-row = {{i: r for r, i in enumerate(json.load(open(sys.argv[5])))}}
-top = full[[row[i] for i in out["mix_ids"] if i in row]]
-out["mix_top_to_a"], out["mix_top_to_b"] = float((top @ e[0]).mean()), float((top @ e[1]).mean())
-out["cat_to_a"], out["cat_to_b"] = float((full @ e[0]).mean()), float((full @ e[1]).mean())
-hist = tf.constant([[ids[0], ids[1], ids[2], b""], [b"unknown", b"", b"", b""]])
-r = m.signatures["recommend"](history=hist)
-out["rec"] = [[x.decode() for x in row] for row in r["movie_ids"].numpy()]
-out["history_used"] = r["history_used"].numpy().tolist()
-ex = m.signatures["embed_examples"](examples=tf.constant([bytes.fromhex(c["serialized"]) for c in cat[:3]]))
-out["embed_examples"] = {{k: v.shape.as_list() for k, v in ex.items()}}
-bad = {{"garbage": b"not an image", "empty": b"", "truncated": imgs.numpy()[0][:200]}}
-for name, data in bad.items():
-    try:
-        m.signatures["embed"](image_bytes=tf.constant([data]))
-        out["bad_" + name] = "accepted"
-    except tf.errors.InvalidArgumentError:
-        out["bad_" + name] = "InvalidArgumentError"
-fmts = json.load(open(sys.argv[3]))
-sd = m.signatures["serving_default"]
-out["formats"] = {{k: sd(image_bytes=tf.constant([bytes.fromhex(v)]))["embedding"].shape.as_list()
-                  for k, v in fmts.items()}}
-print("RESULT" + json.dumps(out))
-"""
-
-
 def _formats(jpeg: bytes) -> dict:
     """The same poster as PNG, grayscale JPEG, CMYK JPEG and PNG with alpha (hex for JSON)."""
     import io
@@ -124,10 +66,10 @@ def test_fresh_process_with_only_tensorflow_and_scann_runs_every_signature(train
     everything = _catalogue(trained_model["data"])
     (tmp_path / "all.json").write_text(json.dumps([c["image"].hex() for c in everything]))
     (tmp_path / "ids.json").write_text(json.dumps([c["movie_id"] for c in everything]))
-    (tmp_path / "fresh.py").write_text(FRESH.format(repo=ROOT))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([PY, str(tmp_path / "fresh.py"), trained_model["model_dir"], str(tmp_path / "cat.json"),
-                           str(tmp_path / "formats.json"), str(tmp_path / "all.json"), str(tmp_path / "ids.json")],
+    child = os.path.join(ROOT, "tests", "children", "fresh_signatures.py")  # a file: the repo stays off sys.path
+    files = [str(tmp_path / f) for f in ("cat.json", "formats.json", "all.json", "ids.json")]
+    proc = subprocess.run([PY, child, trained_model["model_dir"], *files],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
