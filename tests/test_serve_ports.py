@@ -101,13 +101,15 @@ def test_busy_rest_port_refused_before_loading(first):
 
 
 def test_verbose_refusal_has_traceback_and_never_loads(first):
-    """-v logs at INFO, so a model load would say "AVAILABLE"; the refusal's log never does."""
+    """-v logs at DEBUG, so a model load would say "AVAILABLE"; the refusal's log never does, and
+    it shows the bind that failed (a DEBUG line)."""
     p, _ = serve(first, free_port(), first.grpc_port, "-v")
     assert p.returncode == 2, p.stderr[-3000:]
     assert "Traceback" in p.stderr and "PortError" in p.stderr
     assert p.stderr.strip().splitlines()[-1] == (
         f"posters serve: error: gRPC port {first.grpc_port} is already in use (another server?)")
     assert "AVAILABLE" not in p.stderr and "warm-up" not in p.stderr
+    assert f"gRPC bind of 127.0.0.1:{first.grpc_port} failed" in p.stderr
     assert listeners(first.grpc_port) == 1
 
 

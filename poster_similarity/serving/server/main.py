@@ -156,8 +156,9 @@ def main(args: argparse.Namespace) -> int:
     """
     from poster_similarity.serving.server.model_server import ModelServer
 
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(level)  # `posters -v` configured the root logger at INFO already
     config_file = getattr(args, "model_config_file", None)
     if config_file is None:
         if not getattr(args, "model_base_path", None):
