@@ -31,6 +31,21 @@ def test_file_then_overrides(tmp_path):
     assert cfg.gates.min_recall_at_10 == 0.9
 
 
+def test_plan_thresholds_from_the_file_and_overrides(tmp_path):
+    """`index.plan.*` (two levels deep) from YAML and from `--set`; the rest keep their defaults."""
+    from poster_similarity.core.config import PlanConfig
+
+    f = tmp_path / "c.yaml"
+    f.write_text("index:\n  k: 5\n  plan: {overfetch: 3.0, max_k: 50}\n")
+    cfg = load_config(str(f), ["index.plan.crowding_overfetch=3", "index.plan.exact_max_rows=100"])
+    assert cfg.index.k == 5 and cfg.index.plan == PlanConfig(overfetch=3.0, max_k=50, crowding_overfetch=3.0,
+                                                              exact_max_rows=100)
+    assert isinstance(cfg.index.plan.crowding_overfetch, float)  # an int in a float field is a float
+    assert load_config(None, ["index.plan.overfetch=3"]).index.plan.overfetch == 3.0
+    assert load_config().index.plan == PlanConfig()
+    assert PipelineConfig.from_dict(json.loads(cfg.to_json())) == cfg  # what IndexBuilder receives
+
+
 def test_round_trip_through_custom_config():
     cfg = load_config(None, ["backbone=resnet50", "index.num_leaves=12"])
     again = PipelineConfig.from_dict(json.loads(cfg.to_json()))
@@ -40,6 +55,9 @@ def test_round_trip_through_custom_config():
 @pytest.mark.parametrize("override, message", [
     ("no_such_field=1", "unknown config field"),
     ("index.bogus=1", "index.bogus"),
+    ("index.plan.overfeth=3", r"index\.plan\.overfeth \(did you mean index\.plan\.overfetch\?\)"),
+    ("index.plan=3", "index.plan: expected a mapping, got 3"),
+    ("index.plan.max_k=many", "index.plan.max_k: expected int"),
     ("phase1_epochs=many", "phase1_epochs"),
     ("backbone", "KEY=VALUE"),
 ])
@@ -102,6 +120,13 @@ def test_unusable_files_are_one_line(tmp_path, text, message):
     ("index.k=0", "index.k: must be >= 1"),
     ("phase2_lr=0", "phase2_lr: must be > 0"),
     ("dropout=1.0", r"dropout: must be in \[0, 1\)"),
+    ("index.plan.overfetch=0", "index.plan.overfetch: must be > 0, got 0.0"),
+    ("index.plan.crowding_overfetch=-1", "index.plan.crowding_overfetch: must be > 0"),
+    ("index.plan.exact_max_rows=0", "index.plan.exact_max_rows: must be >= 1"),
+    ("index.plan.max_candidates=0", "index.plan.max_candidates: must be >= 1"),
+    ("index.plan.exact_max_fraction=0", r"index.plan.exact_max_fraction: must be in \(0, 1\], got 0.0"),
+    ("index.plan.gather_max_fraction=1.5", r"index.plan.gather_max_fraction: must be in \(0, 1\]"),
+    ("index.plan.max_k=9", r"index.plan.max_k: must be >= index.k \(10\), got 9"),
     ("image_size=[60]", "image_size: expected \\[H, W\\]"),
     ("weights=/no/such.h5", "weights: '/no/such.h5' is neither imagenet, none nor an existing weights file"),
 ])

@@ -253,3 +253,42 @@ def test_a_catalogue_without_attributes_serves_unfiltered_and_genre_rules():
     out = fn(tf.constant(emb[:2]), *make_rules(2, include_genres=[["Drama"], []], per_group=[1, 1]))
     assert out["num_results"].numpy().tolist() == [5, 5]
     assert all(int(i[1:]) % 2 for i in out["movie_ids"].numpy()[0].astype(str))
+
+
+def test_the_configured_plan_reaches_the_export_s_filtered_index(monkeypatch):
+    """`index.plan.*` → IndexConfig.plan → `export_serving_model` → the serving module's
+    FilteredIndex: a max_k of 12 serves k=12 and refuses k=13 (the default allows 1,000). The
+    serving module is stopped at its constructor (a full export costs far more than this checks)."""
+    import types
+
+    from poster_similarity.components import export, filtered_search
+    from poster_similarity.components.export_filtered import filtered_index, rule_catalogue
+    from poster_similarity.core.config import PlanConfig, load_config
+
+    assert filtered_search.PlanConfig is PlanConfig  # one definition; the old import path still works
+    ic = load_config(None, ["index.kind=brute_force", "index.k=5", "index.plan.max_k=12",
+                            "index.plan.overfetch=3"]).index
+    ids, emb = catalogue(40, dim=8)
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def module(tft_layer, trained, index, *args, k=None, attributes=None, plan=None, **kwargs):
+        seen.update(index=index, k=k, plan=plan)
+        raise Stop
+
+    monkeypatch.setattr(export, "PosterServingModule", module)
+    tft_output = types.SimpleNamespace(vocabulary_by_name=lambda name: [b"Drama"], raw_feature_spec=dict,
+                                       transform_features_layer=lambda: None)
+    pixels = types.SimpleNamespace(input_signature=[tf.TensorSpec([None, 8, 8, 3])])  # the tower's image size
+    trained = types.SimpleNamespace(embed_pixels=pixels)
+    with pytest.raises(Stop):
+        export.export_serving_model(ic, trained, tft_output, ids, emb, {}, "unused", "posters")
+    assert seen["plan"] == PlanConfig(max_k=12, overfetch=3.0)
+    cat = rule_catalogue(tf.Variable(ids.astype(bytes)), tf.Variable(emb), None)
+    findex = filtered_index(cat, seen["index"], seen["k"], seen["plan"])  # as PosterServingModule builds it
+    fn = findex.signature()
+    assert fn(tf.constant(emb[:1]), *make_rules(1, k=[12]))["num_results"].numpy().tolist() == [12]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="k: at most 12"):
+        fn(tf.constant(emb[:1]), *make_rules(1, k=[13]))

@@ -334,11 +334,12 @@ class DuplicateCollapse(tf.Module):
 
 def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, emb: np.ndarray, warmup: dict,
                          export_dir: str, model_name: str, seed: int = 0, extra_info: dict | None = None,
-                         attributes: CatalogueAttributes | None = None, plan: PlanConfig | None = None) -> dict:
+                         attributes: CatalogueAttributes | None = None) -> dict:
     """Build the catalogue's index and save the serving SavedModel (signatures: module docstring).
 
     Args:
-        ic: the index config (kind, k, ScaNN parameters, recall target).
+        ic: the index config (kind, k, ScaNN parameters, recall target, and `ic.plan`: the filtered
+            signatures' plan thresholds, `index.plan.*` in the pipeline config).
         trained: the Trainer's tower SavedModel, loaded (`tf.saved_model.load`).
         tft_output: the `TFTransformOutput`; its graph preprocesses raw bytes inside the SavedModel.
         ids / emb: catalogue movie ids [N] (bytes) and their L2-normalised embeddings [N, D].
@@ -349,7 +350,6 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
         extra_info: more entries for `assets.extra/index_report.json`.
         attributes: the catalogue's rule attributes in `ids` order (None: none); their genre
             vocabulary is replaced by Transform's, the one the model was trained with.
-        plan: the filtered signatures' plan thresholds (None: `PlanConfig()`).
 
     Returns:
         The index report written to `assets.extra/index_report.json` (kind, parameters, recall vs
@@ -364,7 +364,7 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
     module = PosterServingModule(tft_output.transform_features_layer(), trained, index, ids, emb,
                                  (int(h), int(w)), raw_spec, len(genres),
                                  float(frozen.get("macro_precision@10", 0.0)), k=report["k"],
-                                 attributes=rule_attrs, plan=plan, collapse_duplicates=ic.collapse_duplicates)
+                                 attributes=rule_attrs, plan=ic.plan, collapse_duplicates=ic.collapse_duplicates)
     signatures = {name: fn.get_concrete_function() for name, fn in module.serving_fns.items()}
     options = tf.saved_model.SaveOptions(namespace_whitelist=["Scann"])
     tf.saved_model.save(module, export_dir, signatures=signatures, options=options)
@@ -373,7 +373,8 @@ def export_serving_model(ic: IndexConfig, trained, tft_output, ids: np.ndarray, 
     report["duplicate_collapse"] = (None if dup is None else {
         "groups": dup.groups, "largest": dup.largest, "redundant_posters": dup.redundant})
     report.update({"saved_model_bytes": size, "embedding_dim": int(emb.shape[1]), "genres": genres,
-                   "rule_attributes": attribute_report(module.filtered_index.catalogue)})
+                   "rule_attributes": attribute_report(module.filtered_index.catalogue),
+                   "plan": dataclasses.asdict(ic.plan)})
     report.update(extra_info or {})
     images = list(warmup["images"])
     wemb = module.serving_fns["embed"](tf.constant(images))["embedding"].numpy()

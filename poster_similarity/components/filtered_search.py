@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -48,24 +47,12 @@ from poster_similarity.components.retrieval_rules import (
     is_excluded,
     row_mask,
 )
+from poster_similarity.core.config import PlanConfig  # the thresholds, defined with the pipeline config (index.plan.*)
 
 log = logging.getLogger(__name__)
 
 PLANS = ("exact", "approx", "approx+exact")
 ApproxTopK = Callable[[tf.Tensor, tf.Tensor], tuple]
-
-
-@dataclass(frozen=True)
-class PlanConfig:
-    """Plan thresholds; bench/filtered_search.py measured them at 1M posters on 2 cores."""
-
-    exact_max_fraction: float = 0.02  # driver share at or below → exact plan
-    exact_max_rows: int = 2048  # driver rows at or below → exact plan (small catalogues)
-    overfetch: float = 2.0  # candidates = k · overfetch / estimated allowed share …
-    crowding_overfetch: float = 2.0  # … times this when the row has a crowding limit
-    max_candidates: int = 4096  # more needed → exact plan instead
-    gather_max_fraction: float = 0.3  # exact plan above this driver/allowed share: full-catalogue mask and matvec
-    max_k: int = 1000
 
 
 def brute_force_candidates(embeddings: tf.Variable) -> ApproxTopK:

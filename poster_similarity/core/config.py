@@ -16,6 +16,20 @@ from typing import Any
 # Nested config objects ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PlanConfig:
+    """Plan thresholds of the filtered signatures (components/filtered_search.py, docs/serving.md
+    "Plans"); bench/filtered_search.py measured them at 1M posters on 2 cores. `index.plan.*`."""
+
+    exact_max_fraction: float = 0.02  # driver share at or below → exact plan
+    exact_max_rows: int = 2048  # driver rows at or below → exact plan (small catalogues)
+    overfetch: float = 2.0  # candidates = k · overfetch / estimated allowed share …
+    crowding_overfetch: float = 2.0  # … times this when the row has a crowding limit
+    max_candidates: int = 4096  # more needed → exact plan instead
+    gather_max_fraction: float = 0.3  # exact plan above this driver/allowed share: full-catalogue mask and matvec
+    max_k: int = 1000
+
+
 @dataclass
 class IndexConfig:
     """Retrieval index bundled in the SavedModel; None → derived from catalogue size."""
@@ -33,6 +47,7 @@ class IndexConfig:
     # One poster per near-duplicate group (`duplicate_group`) in serving_default/neighbors/recommend
     # answers; False serves every copy (docs/serving.md, "Near-duplicates are collapsed").
     collapse_duplicates: bool = True
+    plan: PlanConfig = field(default_factory=PlanConfig)  # the filtered signatures' plans
 
 
 @dataclass
@@ -305,9 +320,11 @@ AT_LEAST = {  # field → smallest allowed value (None values are "derive it" an
     "phase1_epochs": 0, "phase2_epochs": 0, "phase2_steps_per_epoch": 1, "beam_direct_num_workers": 1,
     "index.k": 1, "index.num_leaves": 1, "index.num_leaves_to_search": 1, "index.dimensions_per_block": 1,
     "index.training_iterations": 1, "index.num_reordering_candidates": 1, "distributed.replica_count": 1,
-    "distributed.accelerator_count": 0,
+    "distributed.accelerator_count": 0, "index.plan.exact_max_rows": 1, "index.plan.max_candidates": 1,
 }
-POSITIVE = ("phase1_lr", "phase1_finetune_lr", "phase2_lr", "triplet_margin", "index.recall_target")
+POSITIVE = ("phase1_lr", "phase1_finetune_lr", "phase2_lr", "triplet_margin", "index.recall_target",
+            "index.plan.overfetch", "index.plan.crowding_overfetch")
+FRACTIONS = ("index.plan.exact_max_fraction", "index.plan.gather_max_fraction")  # in (0, 1]
 
 
 def _get(cfg: PipelineConfig, dotted: str) -> Any:
@@ -336,6 +353,11 @@ def check_config(cfg: PipelineConfig) -> None:
         value = _get(cfg, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name}: must be > 0, got {value!r}")
+    for name in FRACTIONS:
+        if not 0 < _get(cfg, name) <= 1:
+            raise ConfigError(f"{name}: must be in (0, 1], got {_get(cfg, name)!r}")
+    if cfg.index.plan.max_k < cfg.index.k:
+        raise ConfigError(f"index.plan.max_k: must be >= index.k ({cfg.index.k}), got {cfg.index.plan.max_k!r}")
     if not 0 <= cfg.dropout < 1:
         raise ConfigError(f"dropout: must be in [0, 1), got {cfg.dropout!r}")
     if cfg.image_size is not None and (len(cfg.image_size) != 2 or min(cfg.image_size) < 1):
