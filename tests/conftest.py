@@ -32,9 +32,25 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
 
+def plant_duplicates(data: str, scratch: str) -> dict:
+    """Two more posters with one new artwork, marked as one near-duplicate group (as `posters import`
+    marks them), written as their own shard: the pipeline must serve only one of them per answer."""
+    from poster_similarity.core import tfrecords
+    from poster_similarity.datatools import sample_data
+
+    sample_data.generate(scratch, 1, size=(100, 150), seed=99, tfrecords=True)
+    art = next(iter(tfrecords.read_examples(os.path.join(scratch, sample_data.TFRECORD_DIR, "*.tfrecord*"))))
+    ids = ["planted-dup-a", "planted-dup-b"]
+    tfrecords.write_sharded([tfrecords.make_example(i, art["image"], art["genres"], "Planted", art["year"],
+                                                    duplicate_group="planted-pair") for i in ids],
+                            data, shards=1, prefix="planted")
+    return {"ids": ids, "image": art["image"]}
+
+
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory):
-    """{"data", "workdir", "summary", "serving_base", "model_dir", "config"} of one pipeline run."""
+    """{"data", "workdir", "summary", "serving_base", "model_dir", "config", "duplicates"} of one
+    pipeline run on E2E_POSTERS sample posters plus a planted near-duplicate pair (`plant_duplicates`)."""
     from poster_similarity.core.config import load_config
     from poster_similarity.datatools import sample_data
     from poster_similarity.local_runner import run
@@ -42,10 +58,11 @@ def trained_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     sample_data.generate(str(root / "posters"), E2E_POSTERS, size=(100, 150), seed=7, tfrecords=True)
     data = str(root / "posters" / sample_data.TFRECORD_DIR)
+    duplicates = plant_duplicates(data, str(root / "art"))
     cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"), E2E_OVERRIDES,
                       data_root=data, workdir=str(root / "work"))
     summary = run(cfg)
     versions = sorted(glob.glob(os.path.join(cfg.serving_dir, "*")))
     return {"data": data, "workdir": cfg.workdir, "summary": summary, "config": cfg,
-            "serving_base": os.path.dirname(cfg.serving_dir),
+            "serving_base": os.path.dirname(cfg.serving_dir), "duplicates": duplicates,
             "model_dir": versions[-1] if versions else None}

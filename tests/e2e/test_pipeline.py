@@ -38,6 +38,26 @@ def test_first_run_is_blessed_and_pushed_in_tf_serving_layout(trained_model):
     assert report["recall_at_k_vs_exact"] >= 0.95  # default parameters, tuned at export
 
 
+def test_a_planted_near_duplicate_pair_is_served_once(trained_model):
+    """The pair (`plant_duplicates`: one artwork, two ids, one `duplicate_group`) went through
+    CatalogueExampleGen, the embedder and the IndexBuilder: one group collapsed, and the artwork's
+    own query finds one of the two first and never both."""
+    import scann  # noqa: F401 — registers the ScaNN ops
+    import tensorflow as tf
+
+    from poster_similarity.components.retrieval_rules import make_rules
+
+    report = json.load(open(os.path.join(trained_model["model_dir"], "assets.extra", "index_report.json")))
+    assert report["duplicate_collapse"] == {"groups": 1, "largest": 2, "redundant_posters": 1}, report
+    pair = set(trained_model["duplicates"]["ids"])
+    m = tf.saved_model.load(trained_model["model_dir"])
+    image = tf.constant([trained_model["duplicates"]["image"]])
+    for name in ("serving_default", "similar_filtered"):
+        extra = {} if name == "serving_default" else make_rules(1)._asdict()
+        ids = [i.decode() for i in m.signatures[name](image_bytes=image, **extra)["movie_ids"].numpy()[0]]
+        assert ids[0] in pair and len(pair & set(ids)) == 1, (name, ids)
+
+
 def _formats(jpeg: bytes) -> dict:
     """The same poster as PNG, grayscale JPEG, CMYK JPEG and PNG with alpha (hex for JSON)."""
     import io

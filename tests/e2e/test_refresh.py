@@ -1,6 +1,6 @@
 """Daily refresh: a new catalogue re-runs only the catalogue branch; new training data retrains.
 
-Run 1 is the session's `trained_model` (400 posters, training data = catalogue). Run 2 keeps the
+Run 1 is the session's `trained_model` (402 posters, training data = catalogue). Run 2 keeps the
 training data and adds 100 new posters (+ 3 broken ones) to the catalogue only: ML Metadata shows
 Transform and the Trainer CACHED, the broken posters are dropped and reported, and the pushed
 version finds every new poster from its image while the old ids still resolve. Run 3 changes the
@@ -46,6 +46,7 @@ def _new_posters(catalogue: str, good_dir: str, tmp: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def refreshed(trained_model, tmp_path_factory):
+    from poster_similarity.core import tfrecords
     from poster_similarity.core.config import load_config
     from poster_similarity.local_runner import run
 
@@ -60,7 +61,8 @@ def refreshed(trained_model, tmp_path_factory):
     cfg = load_config(os.path.join(ROOT, "configs", "demo.yaml"), ["beam_direct_running_mode=in_memory"],
                       data_root=trained_model["data"], workdir=str(root / "work"))
     cfg.catalogue_root = catalogue
-    return {"summary": run(cfg), "new": new, "new_good": str(root / "new_good"), "config": cfg}
+    old = sum(1 for _ in tfrecords.iter_serialized(os.path.join(trained_model["data"], "*.tfrecord*")))
+    return {"summary": run(cfg), "new": new, "new_good": str(root / "new_good"), "config": cfg, "old": old}
 
 
 def test_new_catalogue_alone_takes_transform_and_trainer_from_the_cache(refreshed):
@@ -80,14 +82,14 @@ def test_broken_catalogue_posters_are_dropped_and_reported(refreshed):
     embeddings = max((a for a in store.get_artifacts_by_type("Examples") if "num_dropped" in a.custom_properties),
                      key=lambda a: a.id)
     assert embeddings.custom_properties["num_dropped"].int_value == 3
-    assert embeddings.custom_properties["num_embedded"].int_value == 400 + NEW
+    assert embeddings.custom_properties["num_embedded"].int_value == refreshed["old"] + NEW
     with open(os.path.join(embeddings.uri, "dropped.jsonl")) as f:
         dropped = {r["movie_id"]: r["reason"] for r in map(json.loads, f)}
     assert set(dropped) == {"broken_garbage", "broken_truncated", "broken_huge"}
     assert "max_image_pixels" in dropped["broken_huge"], dropped
     report = json.load(open(os.path.join(refreshed["summary"]["pushed_destination"], "assets.extra",
                                          "index_report.json")))
-    assert report["catalogue_size"] == 400 + NEW and report["catalogue_posters_dropped"] == 3
+    assert report["catalogue_size"] == refreshed["old"] + NEW and report["catalogue_posters_dropped"] == 3
 
 
 def test_refreshed_version_finds_new_posters_and_resolves_old_ids(refreshed, trained_model):
