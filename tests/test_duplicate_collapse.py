@@ -136,6 +136,20 @@ def test_serving_default_and_recommend_collapse(exports, kind):
 
 
 @pytest.mark.parametrize("kind", ["brute_force", "scann"])
+def test_recommend_never_returns_the_twin_of_a_watched_poster(exports, kind):
+    """History = one copy + another poster: the mean may score the copy's twin above the copy
+    itself, so the collapse keeps the twin; it must still go (same artwork as a watched title)."""
+    loaded, _ = exports(kind)
+    ids, _, dup = loaded.catalogue
+    copies = [r for r, d in enumerate(dup) if d]
+    history = [[str(ids[c]), str(ids[o])] for c in copies for o in range(7, 19)]
+    rec = loaded.signatures["recommend"](history=tf.constant(history))["movie_ids"].numpy()
+    group = {i.encode(): d for i, d in zip(ids, dup, strict=True) if d}
+    for watched, answer in zip(history, rec, strict=True):
+        assert group[watched[0].encode()] not in {group.get(m) for m in answer}, (watched, answer)
+
+
+@pytest.mark.parametrize("kind", ["brute_force", "scann"])
 def test_filtered_signatures_collapse_too(exports, kind):
     loaded, _ = exports(kind)
     ids, emb, dup = loaded.catalogue

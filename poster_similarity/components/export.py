@@ -270,6 +270,21 @@ class PosterServingModule(tf.Module):
         q = tf.where(used[:, None] > 0, tf.reduce_sum(vecs, axis=1), centroid)
         return tf.math.l2_normalize(q, axis=-1), used, rows, keep
 
+    def _watched(self, cand_rows, rows, keep):
+        """[B, C] whether a candidate is in the history window, or a near-duplicate of a poster in
+        it: the collapse keeps one poster of a group, and with byte-identical copies (equal scores)
+        that may be the watched poster's twin, which must go with it."""
+        used_rows = tf.where(keep, rows, -2)  # -2 matches no candidate
+        watched = tf.reduce_any(tf.equal(cand_rows[:, :, None], used_rows[:, None, :]), axis=2)
+        if self.duplicates is None:
+            return watched
+        codes = self.duplicates.codes  # [N] int32, -1 = in no group
+        used_codes = tf.gather(codes, tf.maximum(rows, 0))
+        used_codes = tf.where(keep & (used_codes >= 0), used_codes, -2)
+        cand_codes = tf.gather(codes, tf.maximum(cand_rows, 0))
+        cand_codes = tf.where((cand_rows >= 0) & (cand_codes >= 0), cand_codes, -3)
+        return watched | tf.reduce_any(tf.equal(cand_codes[:, :, None], used_codes[:, None, :]), axis=2)
+
     def _recommend_signature(self, k: int, max_history: int):
         """The `recommend` signature: the user's history as one query, answers excluding the history."""
 
@@ -280,8 +295,7 @@ class PosterServingModule(tf.Module):
             # Over-fetch by the window size, drop the window's ids, keep the best k (tfrs's
             # query_with_exclusions needs a static history length; TF Serving clients send any H).
             scores, ids_ = self.search(q, k, extra=max_history)
-            used_rows = tf.where(keep, rows, -2)  # -2 matches no candidate
-            watched = tf.reduce_any(tf.equal(self.id_table.lookup(ids_)[:, :, None], used_rows[:, None, :]), axis=2)
+            watched = self._watched(self.id_table.lookup(ids_), rows, keep)
             scores = tf.where(watched, tf.fill(tf.shape(scores), -np.inf), scores)
             top, pos = tf.math.top_k(scores, k=k)
             return {"movie_ids": tf.gather(ids_, pos, batch_dims=1), "scores": top, "history_used": used}
