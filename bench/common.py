@@ -87,6 +87,22 @@ def available_mem_gb() -> float:
     return float("nan")
 
 
+def build_in_place(target: str, build: Callable[[str], Any]) -> None:
+    """Runs `build(tmp)` in a new directory beside `target`, then renames it to `target`: a
+    concurrent run (the test suite runs on 2 processes, or two benchmarks) never reads a half-built
+    cache entry; when another process renamed its copy first, this one's is removed."""
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", dir=os.path.dirname(target))
+    try:
+        build(tmp)
+        os.rename(tmp, target)
+    except OSError:
+        if not os.path.isdir(target):
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # --- data -------------------------------------------------------------------------------------------
 def ensure_sample_data(n: int, size: tuple[int, int] = (200, 300), seed: int = 0, palette: str = "graded") -> str:
     """TFRecords of `n` sample posters, generated once per parameter set under bench/.cache/data/."""
@@ -97,18 +113,10 @@ def ensure_sample_data(n: int, size: tuple[int, int] = (200, 300), seed: int = 0
     out = os.path.join(CACHE_DIR, "data", f"posters_{n}_{seed}_{size[0]}x{size[1]}_{palette}")
     tfr = os.path.join(out, sample_data.TFRECORD_DIR)
     if not glob.glob(os.path.join(tfr, "*.tfrecord*")):
-        # Generated beside the target and renamed into place: a concurrent run (two test processes,
-        # two benchmarks) never reads half a data set; the loser of a race keeps the winner's copy.
         t0 = time.perf_counter()
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=os.path.basename(out) + ".", dir=os.path.dirname(out))
-        sample_data.generate(tmp, n, size, seed, tfrecords=True, palette=palette)
         if os.path.isdir(out) and not glob.glob(os.path.join(tfr, "*.tfrecord*")):
-            shutil.rmtree(out, ignore_errors=True)  # an interrupted run's leftovers (before this rename scheme)
-        try:
-            os.rename(tmp, out)
-        except OSError:  # another process renamed its copy first
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)  # an interrupted run's leftovers (before build_in_place)
+        build_in_place(out, lambda tmp: sample_data.generate(tmp, n, size, seed, tfrecords=True, palette=palette))
         print(f"[bench] generated {n} sample posters in {time.perf_counter() - t0:.1f} s", flush=True)
     return tfr
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
-from bench.common import CACHE_DIR, ROOT, ensure_sample_data
+from bench.common import CACHE_DIR, ROOT, build_in_place, ensure_sample_data
 
 MODEL_NAME = "posters"
 CACHE_WORKDIR = os.path.join(CACHE_DIR, "serving_wd")
@@ -54,18 +52,7 @@ def ensure_standin_model(catalogue: int = 2000) -> tuple[str, str]:
         return STANDIN_BASE, MODEL_NAME
     from tests.standin_export import export
 
-    # Built in a directory of its own and renamed into place: two processes asking at once (the
-    # test suite runs on 2) never share a half-written export; the second rename loses and cleans up.
-    os.makedirs(STANDIN_BASE, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=".building-", dir=STANDIN_BASE)
-    export(os.path.join(scratch, "1"), "scann", catalogue)
-    try:
-        os.rename(os.path.join(scratch, "1"), os.path.join(STANDIN_BASE, "1"))
-    except OSError:
-        if not latest_version_dir(STANDIN_BASE):
-            raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    build_in_place(os.path.join(STANDIN_BASE, "1"), lambda tmp: export(tmp, "scann", catalogue))
     return STANDIN_BASE, MODEL_NAME
 
 
